@@ -1,0 +1,2 @@
+//! Index benchmarks (filled in below).
+fn main() {}

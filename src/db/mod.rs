@@ -1,0 +1,796 @@
+//! [`Db`]: the database handle, tying the store, the index and their
+//! snapshots together.
+//!
+//! A database is a directory:
+//!
+//! ```text
+//! <db>/imgdb.format   format marker (magic, version, CRC)   — marker.rs
+//! <db>/lock           exclusive process lock
+//! <db>/store/         sled: records, secondary keys, change log — crate::store
+//! <db>/index/         HNSW snapshot                         — crate::index::snapshot
+//! ```
+//!
+//! Writes are serialised by one writer lock: each batch is committed to the
+//! store (durable on return), then applied to the in-memory index. Reads take
+//! no writer lock. On open, the index is loaded from its snapshot and the
+//! store's change log after the snapshot's watermark is replayed; anything
+//! wrong with the snapshot means a rebuild from the store.
+
+mod marker;
+mod verify;
+mod write;
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tracing::{info, warn};
+
+pub use verify::{Problem, VerifyReport};
+pub use write::{NewImage, WriteBatch, WriteOp};
+
+use crate::error::{Error, Result};
+use crate::filter::Filter;
+use crate::index::snapshot::{self, Identity, RebuildReason};
+use crate::index::{Change, IndexParams, RowAttrs, VectorIndex};
+use crate::space::EmbeddingSpace;
+use crate::store::record::{ContentHash, ImageId, ImageRecord, Timestamp, path_to_bytes};
+use crate::store::{Batch, Failure, Store, StoredIndexParams};
+use crate::{FORMAT_MARKER_FILE, FORMAT_VERSION};
+
+const STORE_DIR: &str = "store";
+const INDEX_DIR: &str = "index";
+
+/// Options for opening or creating a database. Defaults are what a first
+/// user wants; every setter documents its default.
+#[derive(Clone, Debug)]
+pub struct DbOptions {
+    space: Option<EmbeddingSpace>,
+    create: bool,
+    index: IndexParams,
+    snapshot_every: u64,
+    compact_ratio: f32,
+    exact_scan_rows: usize,
+}
+
+impl Default for DbOptions {
+    fn default() -> DbOptions {
+        DbOptions {
+            space: None,
+            create: false,
+            index: IndexParams::default(),
+            snapshot_every: 10_000,
+            compact_ratio: 0.2,
+            exact_scan_rows: crate::index::EXACT_SCAN_ROWS,
+        }
+    }
+}
+
+impl DbOptions {
+    /// Default options.
+    pub fn new() -> DbOptions {
+        DbOptions::default()
+    }
+
+    /// The embedding space expected (and recorded, when creating). Opening a
+    /// database of another space fails with [`Error::SpaceMismatch`].
+    /// Default: none expected (any space opens; creation needs one).
+    pub fn space(mut self, space: EmbeddingSpace) -> DbOptions {
+        self.space = Some(space);
+        self
+    }
+
+    /// Create the database when the directory is missing or empty (needs a
+    /// [`space`](Self::space)). Default: false.
+    pub fn create_if_missing(mut self, create: bool) -> DbOptions {
+        self.create = create;
+        self
+    }
+
+    /// Graph parameters. `m` and `ef_construction` are fixed at creation
+    /// (an existing database keeps its own); `ef_search` applies to every
+    /// open. Default: [`IndexParams::default`].
+    pub fn index_params(mut self, params: IndexParams) -> DbOptions {
+        self.index = params;
+        self
+    }
+
+    /// Write an index snapshot after this many changed records (it is also
+    /// written by [`Db::checkpoint`] and when the last handle is dropped).
+    /// Default: 10 000.
+    pub fn snapshot_every(mut self, changes: u64) -> DbOptions {
+        self.snapshot_every = changes.max(1);
+        self
+    }
+
+    /// [`Db::compact`] rebuilds the graph when tombstones reach this fraction
+    /// of its points. Default: 0.2.
+    pub fn compact_ratio(mut self, ratio: f32) -> DbOptions {
+        self.compact_ratio = ratio.clamp(0.0, 1.0);
+        self
+    }
+
+    /// Searches where at most this many images match are answered by an
+    /// exact scan instead of a graph walk. Default: 10 000.
+    pub fn exact_scan_rows(mut self, rows: usize) -> DbOptions {
+        self.exact_scan_rows = rows;
+        self
+    }
+
+    /// Opens the database at `path`.
+    pub fn open(self, path: impl AsRef<Path>) -> Result<Db> {
+        self.index.validate()?;
+        Inner::open(path.as_ref(), self).map(|inner| Db {
+            inner: Arc::new(inner),
+        })
+    }
+}
+
+/// How the in-memory index came to be, on open.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum IndexOrigin {
+    /// The database was created by this open.
+    Created,
+    /// Loaded from the snapshot covering the store up to `watermark`, then
+    /// `replayed` later record changes were applied.
+    Snapshot {
+        /// The store sequence number the snapshot covers.
+        watermark: u64,
+        /// Record changes applied from the change log.
+        replayed: usize,
+    },
+    /// Rebuilt from the store.
+    Rebuilt {
+        /// Why the snapshot could not be used.
+        reason: RebuildReason,
+    },
+}
+
+/// Figures about a database.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Images (records).
+    pub images: usize,
+    /// Indexed files (an image may have several identical files).
+    pub files: usize,
+    /// Files recorded as failed.
+    pub failures: usize,
+    /// The embedding space.
+    pub space: EmbeddingSpace,
+    /// The graph parameters.
+    pub index_params: IndexParams,
+    /// Live points of the graph.
+    pub index_points: usize,
+    /// Tombstoned points of the graph.
+    pub tombstones: usize,
+    /// How the index was obtained on open.
+    pub origin: IndexOrigin,
+    /// The store's last sequence number.
+    pub last_seq: u64,
+    /// The store's size on disk in bytes.
+    pub store_bytes: u64,
+    /// The index snapshot's size on disk in bytes.
+    pub snapshot_bytes: u64,
+    /// The database's format version.
+    pub format_version: u32,
+}
+
+/// Options of a search.
+#[derive(Clone, Debug)]
+pub struct SearchOptions {
+    /// How many results. Default 10.
+    pub k: usize,
+    /// The graph's `ef` for this search (default: the database's `ef_search`).
+    pub ef: Option<usize>,
+    /// Drop results below this cosine similarity. Default: none.
+    pub min_score: Option<f32>,
+    /// Which images may be returned. Default: all.
+    pub filter: Filter,
+}
+
+impl Default for SearchOptions {
+    fn default() -> SearchOptions {
+        SearchOptions {
+            k: 10,
+            ef: None,
+            min_score: None,
+            filter: Filter::default(),
+        }
+    }
+}
+
+/// A search result.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Hit {
+    /// The image.
+    pub id: ImageId,
+    /// Cosine similarity to the query, in [-1, 1].
+    pub score: f32,
+}
+
+/// An imgdb database: `Send + Sync` and cheap to clone; clones share one
+/// open database. The database is checkpointed when the last clone drops.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    root: PathBuf,
+    store: Store,
+    index: VectorIndex,
+    space: EmbeddingSpace,
+    db_id: [u8; 16],
+    options: DbOptions,
+    origin: IndexOrigin,
+    writer: Mutex<Writer>,
+    format_version: u32,
+    // Last: released after everything else is closed.
+    _lock: fs::File,
+}
+
+/// State only the writer touches.
+struct Writer {
+    next_id: u64,
+    last_seq: u64,
+    changes_since_snapshot: u64,
+}
+
+impl Db {
+    /// Opens an existing database with default options.
+    pub fn open(path: impl AsRef<Path>) -> Result<Db> {
+        DbOptions::new().open(path)
+    }
+
+    /// Opens the database at `path`, creating it for `space` when the
+    /// directory is missing or empty; an existing one must hold `space`.
+    pub fn open_or_create(path: impl AsRef<Path>, space: EmbeddingSpace) -> Result<Db> {
+        DbOptions::new()
+            .space(space)
+            .create_if_missing(true)
+            .open(path)
+    }
+
+    /// Options for [`DbOptions::open`].
+    pub fn options() -> DbOptions {
+        DbOptions::new()
+    }
+
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.root
+    }
+
+    /// The embedding space recorded at creation.
+    pub fn space(&self) -> &EmbeddingSpace {
+        &self.inner.space
+    }
+
+    /// Fails with [`Error::SpaceMismatch`] unless `space` is the database's.
+    pub fn check_space(&self, space: &EmbeddingSpace) -> Result<()> {
+        if *space != self.inner.space {
+            return Err(Error::SpaceMismatch {
+                path: self.inner.root.clone(),
+                stored: Box::new(self.inner.space.clone()),
+                given: Box::new(space.clone()),
+            });
+        }
+        Ok(())
+    }
+
+    /// How the index was obtained when this database was opened.
+    pub fn index_origin(&self) -> &IndexOrigin {
+        &self.inner.origin
+    }
+
+    /// Applies a batch atomically: when this returns `Ok`, every operation
+    /// is durable and visible to searches; on `Err`, none is. Vectors must be
+    /// of `space` (the database's). Returns, per operation, the image it
+    /// concerned.
+    pub fn write(&self, space: &EmbeddingSpace, batch: WriteBatch) -> Result<Vec<Option<ImageId>>> {
+        self.check_space(space)?;
+        let inner = &*self.inner;
+        let mut writer = inner.writer();
+        let mut pending = write::Pending::new(&inner.store, inner.index.dim(), writer.next_id);
+        let ids = batch
+            .ops
+            .into_iter()
+            .map(|op| pending.apply(op))
+            .collect::<Result<Vec<_>>>()?;
+        let seq = writer.last_seq + 1;
+        let batch = pending.into_batch(seq);
+        if batch.is_empty() {
+            return Ok(ids);
+        }
+        if let Err(e) = inner.store.commit(seq, &batch) {
+            // The commit may or may not have reached the store: take its
+            // counters and changes from the store itself.
+            inner.resync(&mut writer)?;
+            return Err(e);
+        }
+        writer.last_seq = seq;
+        if let Some(next_id) = batch.next_id {
+            writer.next_id = next_id;
+        }
+        inner.index.apply(&index_changes(&batch), seq);
+        writer.changes_since_snapshot += (batch.puts.len() + batch.deletes.len()) as u64;
+        if writer.changes_since_snapshot >= inner.options.snapshot_every {
+            inner.checkpoint(&mut writer)?;
+        }
+        Ok(ids)
+    }
+
+    /// Inserts images (see [`WriteOp::Insert`]) in one batch; returns their ids.
+    pub fn insert(&self, space: &EmbeddingSpace, images: Vec<NewImage>) -> Result<Vec<ImageId>> {
+        let batch = WriteBatch::from(images.into_iter().map(WriteOp::Insert).collect::<Vec<_>>());
+        let ids = self.write(space, batch)?;
+        Ok(ids
+            .into_iter()
+            .map(|id| id.expect("an insert concerns an image"))
+            .collect())
+    }
+
+    /// Deletes images; returns how many existed.
+    pub fn delete(&self, ids: &[ImageId]) -> Result<usize> {
+        let existing: Vec<ImageId> = ids
+            .iter()
+            .copied()
+            .filter(|&id| {
+                self.inner
+                    .store
+                    .record(id)
+                    .map(|r| r.is_some())
+                    .unwrap_or(true)
+            })
+            .collect();
+        let batch = WriteBatch::from(
+            existing
+                .iter()
+                .map(|&id| WriteOp::Delete { id })
+                .collect::<Vec<_>>(),
+        );
+        self.write(&self.inner.space.clone(), batch)?;
+        Ok(existing.len())
+    }
+
+    /// The image with this id.
+    pub fn get(&self, id: ImageId) -> Result<Option<ImageRecord>> {
+        self.inner.store.record(id)
+    }
+
+    /// The image one of whose files is at this canonical path.
+    pub fn get_by_path(&self, path: &Path) -> Result<Option<ImageRecord>> {
+        match self.inner.store.id_by_path(path)? {
+            Some(id) => self.get(id),
+            None => Ok(None),
+        }
+    }
+
+    /// The images with this content.
+    pub fn ids_by_hash(&self, hash: &ContentHash) -> Result<Vec<ImageId>> {
+        self.inner.store.ids_by_hash(hash)
+    }
+
+    /// Every indexed (path, id) pair under a folder (every pair for `/`).
+    pub fn paths_under(&self, folder: &Path) -> Result<Vec<(PathBuf, ImageId)>> {
+        self.inner.store.paths_under(&folder_prefix(folder))
+    }
+
+    /// Every image, in id order.
+    pub fn records(&self) -> impl Iterator<Item = Result<ImageRecord>> + '_ {
+        self.inner.store.records()
+    }
+
+    /// Every label in use, with the number of images carrying it.
+    pub fn labels(&self) -> Result<Vec<(String, usize)>> {
+        self.inner.store.labels()
+    }
+
+    /// The recorded failure of a file.
+    pub fn failure(&self, path: &Path) -> Result<Option<Failure>> {
+        self.inner.store.failure(path)
+    }
+
+    /// Every recorded failure, in path order.
+    pub fn failures(&self) -> Result<Vec<(PathBuf, Failure)>> {
+        self.inner.store.failures()
+    }
+
+    /// The indexed vector of an image.
+    pub fn vector(&self, id: ImageId) -> Option<Vec<f32>> {
+        self.inner.index.vector_of(id)
+    }
+
+    /// The images nearest to `vector` by cosine similarity, best first.
+    /// `vector` need not be normalised.
+    pub fn search(&self, vector: &[f32], options: &SearchOptions) -> Result<Vec<Hit>> {
+        let inner = &*self.inner;
+        let query = write::normalized(vector, inner.index.dim())?;
+        let ef = options.ef.unwrap_or(inner.options.index.ef_search).max(1);
+        let hits = if options.filter.is_empty() {
+            inner.index.search(&query, options.k, ef, None)
+        } else {
+            let allowed = self.allowed_ids(&options.filter)?;
+            let accept = |id: ImageId, attrs: &RowAttrs| {
+                allowed.as_ref().is_none_or(|set| set.contains(&id))
+                    && options.filter.accepts(attrs)
+            };
+            inner.index.search(&query, options.k, ef, Some(&accept))
+        };
+        Ok(hits
+            .into_iter()
+            .filter(|(_, score)| options.min_score.is_none_or(|min| *score >= min))
+            .map(|(id, score)| Hit { id, score })
+            .collect())
+    }
+
+    /// The ids the folder and tag parts of a filter allow (`None`: all).
+    fn allowed_ids(&self, filter: &Filter) -> Result<Option<HashSet<ImageId>>> {
+        let mut allowed: Option<HashSet<ImageId>> = None;
+        if let Some(folder) = &filter.under {
+            allowed = Some(self.inner.store.ids_under(&folder_prefix(folder))?);
+        }
+        if let Some(tag) = &filter.tag {
+            let tagged: HashSet<ImageId> = self
+                .inner
+                .store
+                .ids_tagged(tag)?
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+            allowed = Some(match allowed {
+                Some(set) => set.intersection(&tagged).copied().collect(),
+                None => tagged,
+            });
+        }
+        Ok(allowed)
+    }
+
+    /// Writes an index snapshot now (if anything changed since the last),
+    /// compacting first when tombstones passed the ratio.
+    pub fn checkpoint(&self) -> Result<()> {
+        let mut writer = self.inner.writer();
+        self.inner.checkpoint(&mut writer)
+    }
+
+    /// Rebuilds the graph without its tombstones when they reach the
+    /// compaction ratio; returns whether it did. Searches go on meanwhile.
+    pub fn compact(&self) -> Result<bool> {
+        let mut writer = self.inner.writer();
+        self.inner.compact(&mut writer)
+    }
+
+    /// Figures about the database.
+    pub fn stats(&self) -> Result<Stats> {
+        let inner = &*self.inner;
+        let (index_points, tombstones) = inner.index.counts();
+        Ok(Stats {
+            images: inner.store.record_count(),
+            files: inner.store.path_entries().count(),
+            failures: inner.store.failures()?.len(),
+            space: inner.space.clone(),
+            index_params: inner.index.params(),
+            index_points,
+            tombstones,
+            origin: inner.origin.clone(),
+            last_seq: inner.writer().last_seq,
+            store_bytes: inner.store.size_on_disk(),
+            snapshot_bytes: snapshot::size_on_disk(&inner.root.join(INDEX_DIR)),
+            format_version: inner.format_version,
+        })
+    }
+
+    /// Checks the database's consistency (see [`VerifyReport`]).
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let _writer = self.inner.writer();
+        verify::verify(&self.inner.store, &self.inner.index)
+    }
+
+    /// Checkpoints and closes this handle (other clones stay open).
+    /// Dropping does the same but can only log errors.
+    pub fn close(self) -> Result<()> {
+        self.checkpoint()
+    }
+}
+
+/// The byte prefix of every path under `folder`.
+fn folder_prefix(folder: &Path) -> Vec<u8> {
+    let mut prefix = path_to_bytes(folder);
+    if prefix.last() != Some(&b'/') {
+        prefix.push(b'/');
+    }
+    prefix
+}
+
+fn index_changes(batch: &Batch) -> Vec<Change<'_>> {
+    batch
+        .puts
+        .iter()
+        .map(|(_, record)| Change::Upsert(record))
+        .chain(batch.deletes.iter().map(|record| Change::Remove(record.id)))
+        .collect()
+}
+
+impl Inner {
+    fn open(root: &Path, options: DbOptions) -> Result<Inner> {
+        let created = prepare_dir(root, &options)?;
+        let format_version = marker::check(root)?;
+        let lock = marker::lock(root)?;
+        let store = open_store(root)?;
+        let space = match (store.space()?, &options.space) {
+            (Some(stored), _) => stored,
+            (None, Some(space)) if options.create => {
+                let params = StoredIndexParams {
+                    m: options.index.m as u32,
+                    ef_construction: options.index.ef_construction as u32,
+                };
+                store.initialise(FORMAT_VERSION, space, &params, new_db_id(root))?;
+                space.clone()
+            }
+            (None, _) => {
+                return Err(Error::Corrupt {
+                    path: root.to_path_buf(),
+                    what: "database",
+                    problem: "its creation did not complete (no embedding space recorded); \
+                              remove the directory and create it again",
+                });
+            }
+        };
+        if store.format_version()? != Some(format_version) {
+            return Err(Error::Corrupt {
+                path: root.to_path_buf(),
+                what: "database",
+                problem: "the store's format version differs from the format marker's",
+            });
+        }
+        if let Some(expected) = &options.space
+            && *expected != space
+        {
+            return Err(Error::SpaceMismatch {
+                path: root.to_path_buf(),
+                stored: Box::new(space),
+                given: Box::new(expected.clone()),
+            });
+        }
+        let stored_params = store.index_params()?.ok_or(Error::Corrupt {
+            path: root.to_path_buf(),
+            what: "database",
+            problem: "no index parameters recorded",
+        })?;
+        let params = IndexParams {
+            m: stored_params.m as usize,
+            ef_construction: stored_params.ef_construction as usize,
+            ef_search: options.index.ef_search,
+        };
+        params.validate()?;
+        let db_id = store.db_id()?.ok_or(Error::Corrupt {
+            path: root.to_path_buf(),
+            what: "database",
+            problem: "no database id recorded",
+        })?;
+        let writer = Writer {
+            next_id: store.next_id()?,
+            last_seq: store.last_seq()?,
+            changes_since_snapshot: 0,
+        };
+        let identity = Identity {
+            db_id,
+            dim: space.dim as usize,
+            params,
+            last_seq: writer.last_seq,
+            log_pruned_through: store.log_pruned_through()?,
+        };
+        let index_dir = root.join(INDEX_DIR);
+        // Changes the index holds that no snapshot has, and whether they are
+        // worth a snapshot right away (a rebuild always is).
+        let (mut index, origin, unsnapshotted, snapshot_now) = if created {
+            let index = VectorIndex::empty(space.dim as usize, params, writer.last_seq);
+            (index, IndexOrigin::Created, 0, false)
+        } else {
+            match snapshot::load(&index_dir, &identity) {
+                Ok(index) => {
+                    let watermark = index.watermark();
+                    let replayed = replay(&store, &index, writer.last_seq)?;
+                    let origin = IndexOrigin::Snapshot {
+                        watermark,
+                        replayed,
+                    };
+                    (
+                        index,
+                        origin,
+                        replayed as u64,
+                        replayed as u64 >= options.snapshot_every,
+                    )
+                }
+                Err(reason) => {
+                    if reason == RebuildReason::NoSnapshot && store.record_count() == 0 {
+                        info!("{}: empty database, new index", root.display());
+                    } else {
+                        warn!(
+                            "{}: rebuilding the index from the store: {reason}",
+                            root.display()
+                        );
+                    }
+                    let index = VectorIndex::build(
+                        space.dim as usize,
+                        params,
+                        store.records(),
+                        writer.last_seq,
+                    )?;
+                    let rows = store.record_count() as u64;
+                    (index, IndexOrigin::Rebuilt { reason }, rows, rows > 0)
+                }
+            }
+        };
+        index.exact_scan_rows = options.exact_scan_rows;
+        let inner = Inner {
+            root: root.to_path_buf(),
+            store,
+            index,
+            space,
+            db_id,
+            options,
+            origin,
+            writer: Mutex::new(Writer {
+                changes_since_snapshot: unsnapshotted,
+                ..writer
+            }),
+            format_version,
+            _lock: lock,
+        };
+        if snapshot_now {
+            let mut writer = inner.writer();
+            inner.checkpoint(&mut writer)?;
+        }
+        Ok(inner)
+    }
+
+    fn writer(&self) -> MutexGuard<'_, Writer> {
+        // Writer state is only changed after a successful commit, so it is
+        // consistent even if a writer panicked.
+        self.writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Re-reads the counters from the store and replays what the index
+    /// missed, after a commit whose outcome is unknown.
+    fn resync(&self, writer: &mut Writer) -> Result<()> {
+        writer.last_seq = self.store.last_seq()?;
+        writer.next_id = self.store.next_id()?;
+        let replayed = replay(&self.store, &self.index, writer.last_seq)?;
+        writer.changes_since_snapshot += replayed as u64;
+        Ok(())
+    }
+
+    fn checkpoint(&self, writer: &mut Writer) -> Result<()> {
+        self.compact(writer)?;
+        if writer.changes_since_snapshot == 0
+            && snapshot::size_on_disk(&self.root.join(INDEX_DIR)) > 0
+        {
+            return Ok(());
+        }
+        let bytes = snapshot::write(&self.root.join(INDEX_DIR), &self.index, self.db_id)?;
+        self.store.prune_log(self.index.watermark())?;
+        writer.changes_since_snapshot = 0;
+        info!(
+            "{}: index snapshot written ({bytes} bytes)",
+            self.root.display()
+        );
+        Ok(())
+    }
+
+    fn compact(&self, writer: &mut Writer) -> Result<bool> {
+        let (live, dead) = self.index.counts();
+        if dead == 0 || (dead as f32) < self.options.compact_ratio * (live + dead) as f32 {
+            return Ok(false);
+        }
+        info!(
+            "{}: compacting the index ({dead} tombstones, {live} live)",
+            self.root.display()
+        );
+        self.index.replace_with(self.index.compacted());
+        writer.changes_since_snapshot += dead as u64;
+        Ok(true)
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let mut writer = self.writer();
+        if writer.changes_since_snapshot > 0
+            && let Err(e) = self.checkpoint(&mut writer)
+        {
+            warn!(
+                "{}: could not write the index snapshot on close: {e}",
+                self.root.display()
+            );
+        }
+    }
+}
+
+/// Applies the store's changes after the index's watermark; returns how
+/// many records were replayed.
+fn replay(store: &Store, index: &VectorIndex, last_seq: u64) -> Result<usize> {
+    let ids = store.changed_since(index.watermark())?;
+    let records: Vec<(ImageId, Option<ImageRecord>)> = ids
+        .into_iter()
+        .map(|id| Ok((id, store.record(id)?)))
+        .collect::<Result<_>>()?;
+    let changes: Vec<Change<'_>> = records
+        .iter()
+        .map(|(id, record)| match record {
+            Some(record) => Change::Upsert(record),
+            None => Change::Remove(*id),
+        })
+        .collect();
+    index.apply(&changes, last_seq);
+    Ok(records.len())
+}
+
+/// Checks the directory before anything is opened; creates it (and its
+/// marker) when asked. Returns whether a new database was started.
+fn prepare_dir(root: &Path, options: &DbOptions) -> Result<bool> {
+    let marker_exists = root.join(FORMAT_MARKER_FILE).exists();
+    if marker_exists {
+        return Ok(false);
+    }
+    let empty = match fs::read_dir(root) {
+        Ok(mut entries) => entries.next().is_none(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => false,
+        Err(e) => return Err(Error::io(root)(e)),
+    };
+    if !empty || (root.exists() && !root.is_dir()) {
+        return Err(Error::NotADatabase {
+            path: root.to_path_buf(),
+        });
+    }
+    if !options.create || options.space.is_none() {
+        return Err(Error::NotFound {
+            path: root.to_path_buf(),
+        });
+    }
+    fs::create_dir_all(root).map_err(Error::io(root))?;
+    marker::create(root)?;
+    Ok(true)
+}
+
+/// Opens the sled store; a panic inside sled (it asserts on some damaged
+/// files) becomes a corruption error.
+fn open_store(root: &Path) -> Result<Store> {
+    let dir = root.join(STORE_DIR);
+    match std::panic::catch_unwind(|| Store::open(root, &dir)) {
+        Ok(store) => store,
+        Err(_) => Err(Error::Corrupt {
+            path: dir,
+            what: "store",
+            problem: "sled panicked while opening it",
+        }),
+    }
+}
+
+/// A database id: unique enough to tell a copied-in snapshot from ours.
+fn new_db_id(root: &Path) -> [u8; 16] {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&Timestamp::now().0.to_le_bytes());
+    hasher.update(&std::process::id().to_le_bytes());
+    hasher.update(&path_to_bytes(root));
+    let digest = hasher.finalize();
+    digest.as_bytes()[..16].try_into().expect("16 bytes")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The handle must be shareable across threads (checked at compile time).
+    #[test]
+    fn db_is_send_sync_clone() {
+        fn check<T: Send + Sync + Clone + 'static>() {}
+        check::<Db>();
+    }
+}

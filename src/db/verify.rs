@@ -1,0 +1,223 @@
+//! Consistency checking (`imgdb check`): the store's records, its secondary
+//! maps and the index must all agree, and every vector must find itself.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
+use rayon::prelude::*;
+
+use crate::error::Result;
+use crate::index::VectorIndex;
+use crate::index::distance::dot;
+use crate::store::Store;
+use crate::store::record::{ContentHash, ImageId, path_from_bytes, path_to_bytes};
+
+/// One inconsistency found by [`Db::verify`](crate::Db::verify).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Problem {
+    /// A record has no live index point.
+    NotIndexed {
+        /// The image.
+        id: ImageId,
+    },
+    /// A record's index point holds an older vector.
+    StaleVector {
+        /// The image.
+        id: ImageId,
+    },
+    /// A live index point has no record.
+    OrphanPoint {
+        /// The id the point names.
+        id: ImageId,
+    },
+    /// A record's vector is not of unit length.
+    NotUnitVector {
+        /// The image.
+        id: ImageId,
+    },
+    /// Searching with a record's own vector does not return it first.
+    NotFoundBySelfQuery {
+        /// The image.
+        id: ImageId,
+    },
+    /// A record's file is missing from the path map, or maps elsewhere.
+    PathNotMapped {
+        /// The file.
+        path: PathBuf,
+        /// The image that has it.
+        id: ImageId,
+    },
+    /// The path map names a path its image does not have.
+    DanglingPath {
+        /// The file.
+        path: PathBuf,
+        /// The image it maps to.
+        id: ImageId,
+    },
+    /// A record's content hash is missing from the hash map.
+    HashNotMapped {
+        /// The image.
+        id: ImageId,
+    },
+    /// The hash map names an image that lacks that content.
+    DanglingHash {
+        /// The image it maps to.
+        id: ImageId,
+    },
+    /// A record's tag is missing from the tag map.
+    TagNotMapped {
+        /// The image.
+        id: ImageId,
+        /// The label.
+        label: String,
+    },
+    /// The tag map names an image that lacks that tag.
+    DanglingTag {
+        /// The image.
+        id: ImageId,
+        /// The label.
+        label: String,
+    },
+}
+
+/// What [`Db::verify`](crate::Db::verify) found.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct VerifyReport {
+    /// Records checked.
+    pub records: usize,
+    /// Live index points.
+    pub index_points: usize,
+    /// Tombstoned index points.
+    pub tombstones: usize,
+    /// Every inconsistency found.
+    pub problems: Vec<Problem>,
+}
+
+impl VerifyReport {
+    /// Whether nothing is wrong.
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Scores within this of each other are ties (identical vectors).
+const TIE: f32 = 1e-5;
+
+pub(crate) fn verify(store: &Store, index: &VectorIndex) -> Result<VerifyReport> {
+    let mut problems = Vec::new();
+    let mut record_paths: HashMap<Vec<u8>, ImageId> = HashMap::new();
+    let mut record_hashes: HashSet<(ContentHash, ImageId)> = HashSet::new();
+    let mut record_tags: HashSet<(String, ImageId)> = HashSet::new();
+    let mut to_self_query = Vec::new();
+    let mut records = 0;
+    for record in store.records() {
+        let record = record?;
+        records += 1;
+        let id = record.id;
+        for file in &record.files {
+            record_paths.insert(path_to_bytes(&file.path), id);
+        }
+        record_hashes.insert((record.content_hash, id));
+        for tag in &record.tags {
+            record_tags.insert((tag.label.clone(), id));
+        }
+        let norm = dot(&record.vector, &record.vector).sqrt();
+        if (norm - 1.0).abs() > 1e-3 {
+            problems.push(Problem::NotUnitVector { id });
+        }
+        match index.indexed_vector_seq(id) {
+            None => problems.push(Problem::NotIndexed { id }),
+            Some(seq) if seq != record.vector_seq => problems.push(Problem::StaleVector { id }),
+            Some(_) => to_self_query.push((id, record.vector)),
+        }
+    }
+
+    let mut mapped_paths = HashSet::new();
+    for entry in store.path_entries() {
+        let (path, id) = entry?;
+        if record_paths.get(&path) != Some(&id) {
+            problems.push(Problem::DanglingPath {
+                path: path_from_bytes(path.clone()).unwrap_or_default(),
+                id,
+            });
+        }
+        mapped_paths.insert((path, id));
+    }
+    for (path, id) in &record_paths {
+        if !mapped_paths.contains(&(path.clone(), *id)) {
+            problems.push(Problem::PathNotMapped {
+                path: path_from_bytes(path.clone()).unwrap_or_default(),
+                id: *id,
+            });
+        }
+    }
+    let mut mapped_hashes = HashSet::new();
+    for entry in store.hash_entries() {
+        let (hash, id) = entry?;
+        if !record_hashes.contains(&(hash, id)) {
+            problems.push(Problem::DanglingHash { id });
+        }
+        mapped_hashes.insert((hash, id));
+    }
+    for (hash, id) in &record_hashes {
+        if !mapped_hashes.contains(&(*hash, *id)) {
+            problems.push(Problem::HashNotMapped { id: *id });
+        }
+    }
+    let mut mapped_tags = HashSet::new();
+    for entry in store.tag_entries() {
+        let (label, id) = entry?;
+        if !record_tags.contains(&(label.clone(), id)) {
+            problems.push(Problem::DanglingTag {
+                id,
+                label: label.clone(),
+            });
+        }
+        mapped_tags.insert((label, id));
+    }
+    for (label, id) in &record_tags {
+        if !mapped_tags.contains(&(label.clone(), *id)) {
+            problems.push(Problem::TagNotMapped {
+                id: *id,
+                label: label.clone(),
+            });
+        }
+    }
+
+    let recorded: HashSet<ImageId> = to_self_query.iter().map(|(id, _)| *id).collect();
+    {
+        let state = index.read();
+        for row in state.rows.iter().filter(|r| r.alive) {
+            if !recorded.contains(&row.id) && store.record(row.id)?.is_none() {
+                problems.push(Problem::OrphanPoint { id: row.id });
+            }
+        }
+    }
+
+    let ef = index.params().ef_search.max(64);
+    let lost: Vec<ImageId> = to_self_query
+        .par_iter()
+        .filter(|(id, vector)| {
+            let hits = index.search(vector, 10, ef, None);
+            let own = dot(vector, vector);
+            // First, or tied with the first (an identical vector).
+            !hits
+                .iter()
+                .any(|(hit, score)| hit == id && hits[0].1 - score <= TIE && own - score <= TIE)
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    problems.extend(
+        lost.into_iter()
+            .map(|id| Problem::NotFoundBySelfQuery { id }),
+    );
+
+    let (index_points, tombstones) = index.counts();
+    Ok(VerifyReport {
+        records,
+        index_points,
+        tombstones,
+        problems,
+    })
+}

@@ -1,0 +1,600 @@
+//! Index snapshots: the graph, the row table and the exact vectors written
+//! to disk so that opening a database does not rebuild the graph.
+//!
+//! A snapshot is a directory `snapshot-<watermark as 16 hex digits>` inside
+//! the database's `index/` folder. It is written under a temporary name,
+//! fsynced, then renamed into place, so a crash leaves either the old or the
+//! new snapshot, never a half one. Its `header` names the database it belongs
+//! to, the store sequence number it covers (the watermark) and the size and
+//! BLAKE3 digest of every other file; everything is verified before hnsw_rs
+//! is handed a byte. Layout: `schema/index.md`.
+//!
+//! A snapshot is only ever an accelerator: whatever is wrong with one, the
+//! caller rebuilds from the store and says why ([`RebuildReason`]).
+
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use super::graph::{Graph, LoadError};
+use super::{IndexParams, Row, RowAttrs, VectorIndex};
+use crate::error::{Error, Result};
+use crate::store::record::{ImageFormat, ImageId, Timestamp};
+
+/// The snapshot format this build writes and reads.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+
+const MAGIC: [u8; 8] = *b"\x89IMGIDX\n";
+const HEADER_FILE: &str = "header";
+const ROWS_FILE: &str = "rows.bin";
+const VECTORS_FILE: &str = "vectors.f32";
+const GRAPH_BASENAME: &str = "graph";
+const DIR_PREFIX: &str = "snapshot-";
+const TMP_PREFIX: &str = "tmp-";
+/// Bytes per row in `rows.bin`.
+const ROW_BYTES: usize = 50;
+
+/// Why the index was rebuilt from the store instead of loaded.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum RebuildReason {
+    /// There was no snapshot (a first open after a crash before any, say).
+    NoSnapshot,
+    /// The snapshot is damaged: a checksum, length or layout check failed.
+    Corrupt {
+        /// What was wrong.
+        problem: String,
+    },
+    /// The snapshot was written by another snapshot format version.
+    UnsupportedVersion {
+        /// Its version.
+        found: u32,
+    },
+    /// The snapshot belongs to another database (it was copied in).
+    ForeignDatabase,
+    /// The snapshot covers store changes the store does not have (the store
+    /// was replaced by an older copy, say).
+    AheadOfStore {
+        /// The snapshot's watermark.
+        watermark: u64,
+        /// The store's last sequence number.
+        last_seq: u64,
+    },
+    /// The snapshot is older than the change log's start: replaying the log
+    /// cannot bring it up to date (an old snapshot was restored, say).
+    OlderThanLog {
+        /// The snapshot's watermark.
+        watermark: u64,
+        /// The sequence number through which the log was pruned.
+        pruned_through: u64,
+    },
+    /// The snapshot's dimension or graph parameters differ from the database's.
+    ParameterMismatch,
+}
+
+impl fmt::Display for RebuildReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RebuildReason::NoSnapshot => f.write_str("no index snapshot"),
+            RebuildReason::Corrupt { problem } => {
+                write!(f, "the index snapshot is corrupt: {problem}")
+            }
+            RebuildReason::UnsupportedVersion { found } => write!(
+                f,
+                "the index snapshot has format version {found}, this build reads {SNAPSHOT_FORMAT_VERSION}"
+            ),
+            RebuildReason::ForeignDatabase => {
+                f.write_str("the index snapshot belongs to another database")
+            }
+            RebuildReason::AheadOfStore {
+                watermark,
+                last_seq,
+            } => write!(
+                f,
+                "the index snapshot covers changes up to {watermark}, but the store ends at {last_seq}"
+            ),
+            RebuildReason::OlderThanLog {
+                watermark,
+                pruned_through,
+            } => write!(
+                f,
+                "the index snapshot covers changes up to {watermark}, but the change log starts after {pruned_through}"
+            ),
+            RebuildReason::ParameterMismatch => f.write_str(
+                "the index snapshot's dimension or graph parameters differ from the database's",
+            ),
+        }
+    }
+}
+
+fn corrupt(problem: impl Into<String>) -> RebuildReason {
+    RebuildReason::Corrupt {
+        problem: problem.into(),
+    }
+}
+
+/// What a snapshot must match to be loaded.
+pub(crate) struct Identity {
+    pub db_id: [u8; 16],
+    pub dim: usize,
+    pub params: IndexParams,
+    /// The store's last sequence number.
+    pub last_seq: u64,
+    /// The sequence number through which the change log was pruned.
+    pub log_pruned_through: u64,
+}
+
+/// The parsed header.
+struct Header {
+    version: u32,
+    db_id: [u8; 16],
+    dim: u32,
+    m: u32,
+    ef_construction: u32,
+    watermark: u64,
+    rows: u64,
+    graph_basename: String,
+    files: Vec<FileDigest>,
+}
+
+struct FileDigest {
+    name: String,
+    len: u64,
+    blake3: [u8; 32],
+}
+
+impl Header {
+    fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&self.version.to_le_bytes());
+        out.extend_from_slice(&self.db_id);
+        out.extend_from_slice(&self.dim.to_le_bytes());
+        out.extend_from_slice(&self.m.to_le_bytes());
+        out.extend_from_slice(&self.ef_construction.to_le_bytes());
+        out.extend_from_slice(&self.watermark.to_le_bytes());
+        out.extend_from_slice(&self.rows.to_le_bytes());
+        put_str(&mut out, &self.graph_basename);
+        out.extend_from_slice(&(self.files.len() as u16).to_le_bytes());
+        for file in &self.files {
+            put_str(&mut out, &file.name);
+            out.extend_from_slice(&file.len.to_le_bytes());
+            out.extend_from_slice(&file.blake3);
+        }
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Header, RebuildReason> {
+        let body_len = bytes
+            .len()
+            .checked_sub(4)
+            .ok_or_else(|| corrupt("header too short"))?;
+        if bytes.len() < MAGIC.len() + 4 || bytes[..MAGIC.len()] != MAGIC {
+            return Err(corrupt("header magic bytes missing"));
+        }
+        let crc = u32::from_le_bytes(bytes[body_len..].try_into().expect("4 bytes"));
+        if crc != crc32fast::hash(&bytes[..body_len]) {
+            return Err(corrupt("header checksum mismatch"));
+        }
+        let mut r = Reader(&bytes[MAGIC.len()..body_len]);
+        let version = r.u32()?;
+        if version != SNAPSHOT_FORMAT_VERSION {
+            return Err(RebuildReason::UnsupportedVersion { found: version });
+        }
+        let header = Header {
+            version,
+            db_id: r.array()?,
+            dim: r.u32()?,
+            m: r.u32()?,
+            ef_construction: r.u32()?,
+            watermark: r.u64()?,
+            rows: r.u64()?,
+            graph_basename: r.str()?,
+            files: {
+                let count = r.u16()?;
+                (0..count)
+                    .map(|_| {
+                        Ok(FileDigest {
+                            name: r.str()?,
+                            len: r.u64()?,
+                            blake3: r.array()?,
+                        })
+                    })
+                    .collect::<Result<_, RebuildReason>>()?
+            },
+        };
+        if !r.0.is_empty() {
+            return Err(corrupt("trailing bytes in the header"));
+        }
+        Ok(header)
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as u16).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// A little-endian cursor that reports truncation as corruption.
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8], RebuildReason> {
+        if self.0.len() < n {
+            return Err(corrupt("header truncated"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], RebuildReason> {
+        Ok(self.take(N)?.try_into().expect("N bytes"))
+    }
+    fn u16(&mut self) -> Result<u16, RebuildReason> {
+        self.array().map(u16::from_le_bytes)
+    }
+    fn u32(&mut self) -> Result<u32, RebuildReason> {
+        self.array().map(u32::from_le_bytes)
+    }
+    fn u64(&mut self) -> Result<u64, RebuildReason> {
+        self.array().map(u64::from_le_bytes)
+    }
+    fn str(&mut self) -> Result<String, RebuildReason> {
+        let len = self.u16()? as usize;
+        String::from_utf8(self.take(len)?.to_vec()).map_err(|_| corrupt("a name is not UTF-8"))
+    }
+}
+
+fn encode_row(row: &Row, out: &mut Vec<u8>) {
+    out.extend_from_slice(&row.id.0.to_le_bytes());
+    out.extend_from_slice(&row.vector_seq.to_le_bytes());
+    out.push(u8::from(row.alive));
+    let format = ImageFormat::ALL
+        .iter()
+        .position(|f| *f == row.attrs.format)
+        .expect("listed");
+    out.push(format as u8);
+    out.extend_from_slice(&row.attrs.width.to_le_bytes());
+    out.extend_from_slice(&row.attrs.height.to_le_bytes());
+    out.extend_from_slice(&row.attrs.byte_size.to_le_bytes());
+    out.extend_from_slice(&row.attrs.mtime.0.to_le_bytes());
+    out.extend_from_slice(&row.attrs.added.0.to_le_bytes());
+}
+
+fn decode_row(bytes: &[u8]) -> Result<Row, RebuildReason> {
+    let mut r = Reader(bytes);
+    let id = ImageId(r.u64()?);
+    let vector_seq = r.u64()?;
+    let alive = match r.array::<1>()?[0] {
+        0 => false,
+        1 => true,
+        _ => return Err(corrupt("a row's alive flag is not 0 or 1")),
+    };
+    let format = *ImageFormat::ALL
+        .get(r.array::<1>()?[0] as usize)
+        .ok_or_else(|| corrupt("a row's format code is unknown"))?;
+    Ok(Row {
+        id,
+        vector_seq,
+        alive,
+        attrs: RowAttrs {
+            format,
+            width: r.u32()?,
+            height: r.u32()?,
+            byte_size: r.u64()?,
+            mtime: Timestamp(r.u64()? as i64),
+            added: Timestamp(r.u64()? as i64),
+        },
+    })
+}
+
+/// Writes `bytes` to `path` and fsyncs it; returns its digest.
+fn write_synced(path: &Path, chunks: impl IntoIterator<Item = Vec<u8>>) -> Result<FileDigest> {
+    let file = File::create(path).map_err(Error::io(path))?;
+    let mut out = BufWriter::with_capacity(1 << 20, file);
+    let mut hasher = blake3::Hasher::new();
+    let mut len = 0u64;
+    for chunk in chunks {
+        hasher.update(&chunk);
+        len += chunk.len() as u64;
+        out.write_all(&chunk).map_err(Error::io(path))?;
+    }
+    let file = out
+        .into_inner()
+        .map_err(|e| Error::io(path)(e.into_error()))?;
+    file.sync_all().map_err(Error::io(path))?;
+    Ok(FileDigest {
+        name: file_name(path),
+        len,
+        blake3: *hasher.finalize().as_bytes(),
+    })
+}
+
+/// Digests a file hnsw_rs wrote, and fsyncs it.
+fn digest_written(path: &Path) -> Result<FileDigest> {
+    let file = File::open(path).map_err(Error::io(path))?;
+    file.sync_all().map_err(Error::io(path))?;
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_reader(&file).map_err(Error::io(path))?;
+    Ok(FileDigest {
+        name: file_name(path),
+        len: file.metadata().map_err(Error::io(path))?.len(),
+        blake3: *hasher.finalize().as_bytes(),
+    })
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .expect("a file")
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn sync_dir(path: &Path) -> Result<()> {
+    File::open(path)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::io(path))
+}
+
+/// Writes a snapshot of `index` into `index_dir` and removes older ones.
+/// The caller must hold the database's writer lock, so that no change is
+/// applied while the snapshot is taken. Returns the snapshot's size in bytes.
+pub(crate) fn write(index_dir: &Path, index: &VectorIndex, db_id: [u8; 16]) -> Result<u64> {
+    let state = index.read();
+    fs::create_dir_all(index_dir).map_err(Error::io(index_dir))?;
+    let tmp = index_dir.join(format!(
+        "{TMP_PREFIX}{:016x}-{}",
+        state.watermark,
+        std::process::id()
+    ));
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).map_err(Error::io(&tmp))?;
+    }
+    fs::create_dir(&tmp).map_err(Error::io(&tmp))?;
+
+    let basename = state
+        .graph
+        .dump(&tmp, GRAPH_BASENAME)
+        .map_err(|source| Error::IndexDump {
+            path: tmp.clone(),
+            source,
+        })?;
+    let mut files = vec![
+        digest_written(&tmp.join(format!("{basename}.hnsw.graph")))?,
+        digest_written(&tmp.join(format!("{basename}.hnsw.data")))?,
+    ];
+    let row_chunks = state.rows.chunks(16384).map(|rows| {
+        let mut out = Vec::with_capacity(rows.len() * ROW_BYTES);
+        rows.iter().for_each(|row| encode_row(row, &mut out));
+        out
+    });
+    files.push(write_synced(&tmp.join(ROWS_FILE), row_chunks)?);
+    let vector_chunks = state.vectors.chunks(1 << 18).map(|chunk| {
+        chunk
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect::<Vec<u8>>()
+    });
+    files.push(write_synced(&tmp.join(VECTORS_FILE), vector_chunks)?);
+
+    let params = index.params();
+    let header = Header {
+        version: SNAPSHOT_FORMAT_VERSION,
+        db_id,
+        dim: index.dim() as u32,
+        m: params.m as u32,
+        ef_construction: params.ef_construction as u32,
+        watermark: state.watermark,
+        rows: state.rows.len() as u64,
+        graph_basename: basename,
+        files,
+    };
+    let total: u64 = header.files.iter().map(|f| f.len).sum();
+    write_synced(&tmp.join(HEADER_FILE), [header.encode()])?;
+    sync_dir(&tmp)?;
+
+    let target = index_dir.join(format!("{DIR_PREFIX}{:016x}", state.watermark));
+    if target.exists() {
+        fs::remove_dir_all(&target).map_err(Error::io(&target))?;
+    }
+    fs::rename(&tmp, &target).map_err(Error::io(&target))?;
+    sync_dir(index_dir)?;
+    drop(state);
+    remove_others(index_dir, &target)?;
+    Ok(total)
+}
+
+/// Removes every snapshot and temporary directory except `keep`.
+fn remove_others(index_dir: &Path, keep: &Path) -> Result<()> {
+    for entry in fs::read_dir(index_dir).map_err(Error::io(index_dir))? {
+        let path = entry.map_err(Error::io(index_dir))?.path();
+        let name = file_name(&path);
+        if path != keep && (name.starts_with(DIR_PREFIX) || name.starts_with(TMP_PREFIX)) {
+            fs::remove_dir_all(&path).map_err(Error::io(&path))?;
+        }
+    }
+    Ok(())
+}
+
+/// The newest snapshot directory, if any.
+fn newest(index_dir: &Path) -> Option<PathBuf> {
+    let entries = fs::read_dir(index_dir).ok()?;
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let watermark = u64::from_str_radix(name.strip_prefix(DIR_PREFIX)?, 16).ok()?;
+            Some((watermark, e.path()))
+        })
+        .max_by_key(|(watermark, _)| *watermark)
+        .map(|(_, path)| path)
+}
+
+/// Size in bytes of the current snapshot.
+pub(crate) fn size_on_disk(index_dir: &Path) -> u64 {
+    newest(index_dir)
+        .and_then(|dir| fs::read_dir(dir).ok())
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// Loads the newest snapshot in `index_dir`, after checking that it belongs
+/// to this database, matches its parameters, covers no more than the store
+/// holds and no less than its change log can replay, and that every file has its recorded size and digest.
+pub(crate) fn load(index_dir: &Path, identity: &Identity) -> Result<VectorIndex, RebuildReason> {
+    let dir = newest(index_dir).ok_or(RebuildReason::NoSnapshot)?;
+    let read = |name: &str| {
+        let path = dir.join(name);
+        fs::read(&path).map_err(|e| corrupt(format!("cannot read {}: {e}", path.display())))
+    };
+    let header = Header::decode(&read(HEADER_FILE)?)?;
+    if header.db_id != identity.db_id {
+        return Err(RebuildReason::ForeignDatabase);
+    }
+    if header.dim as usize != identity.dim
+        || header.m as usize != identity.params.m
+        || header.ef_construction as usize != identity.params.ef_construction
+    {
+        return Err(RebuildReason::ParameterMismatch);
+    }
+    if header.watermark > identity.last_seq {
+        return Err(RebuildReason::AheadOfStore {
+            watermark: header.watermark,
+            last_seq: identity.last_seq,
+        });
+    }
+    if header.watermark < identity.log_pruned_through {
+        return Err(RebuildReason::OlderThanLog {
+            watermark: header.watermark,
+            pruned_through: identity.log_pruned_through,
+        });
+    }
+    for file in &header.files {
+        let path = dir.join(&file.name);
+        let mut f = File::open(&path)
+            .map_err(|e| corrupt(format!("cannot open {}: {e}", path.display())))?;
+        let mut hasher = blake3::Hasher::new();
+        let len = std::io::copy(&mut f, &mut hasher)
+            .map_err(|e| corrupt(format!("cannot read {}: {e}", path.display())))?;
+        if len != file.len {
+            return Err(corrupt(format!(
+                "{} has {len} bytes, {} expected",
+                file.name, file.len
+            )));
+        }
+        if *hasher.finalize().as_bytes() != file.blake3 {
+            return Err(corrupt(format!(
+                "{} does not match its checksum",
+                file.name
+            )));
+        }
+    }
+    let rows_bytes = read(ROWS_FILE)?;
+    let dim = identity.dim;
+    if rows_bytes.len() as u64 != header.rows * ROW_BYTES as u64 {
+        return Err(corrupt("the row table's length does not match the header"));
+    }
+    let rows = rows_bytes
+        .chunks_exact(ROW_BYTES)
+        .map(decode_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let vector_bytes = read(VECTORS_FILE)?;
+    if vector_bytes.len() as u64 != header.rows * dim as u64 * 4 {
+        return Err(corrupt(
+            "the vector table's length does not match the header",
+        ));
+    }
+    let vectors: Vec<f32> = vector_bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+        .collect();
+    let graph = Graph::load(&dir, &header.graph_basename).map_err(|e| match e {
+        LoadError::Failed(problem) => {
+            corrupt(format!("hnsw_rs cannot reload the graph: {problem}"))
+        }
+        LoadError::Panicked => corrupt("hnsw_rs panicked reloading the graph"),
+    })?;
+    if graph.len() != rows.len() {
+        return Err(corrupt(
+            "the graph's point count does not match the row table",
+        ));
+    }
+    Ok(VectorIndex::from_snapshot(
+        dim,
+        identity.params,
+        graph,
+        rows,
+        vectors,
+        header.watermark,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_round_trips_and_detects_damage() {
+        let header = Header {
+            version: SNAPSHOT_FORMAT_VERSION,
+            db_id: [9; 16],
+            dim: 512,
+            m: 16,
+            ef_construction: 200,
+            watermark: 42,
+            rows: 3,
+            graph_basename: "graph".into(),
+            files: vec![FileDigest {
+                name: "rows.bin".into(),
+                len: 150,
+                blake3: [1; 32],
+            }],
+        };
+        let bytes = header.encode();
+        let back = Header::decode(&bytes).unwrap();
+        assert_eq!((back.watermark, back.rows, back.files[0].len), (42, 3, 150));
+        for i in 0..bytes.len() {
+            let mut damaged = bytes.clone();
+            damaged[i] ^= 0x40;
+            assert!(
+                Header::decode(&damaged).is_err(),
+                "flipped byte {i} went unnoticed"
+            );
+        }
+        for len in 0..bytes.len() {
+            assert!(
+                Header::decode(&bytes[..len]).is_err(),
+                "truncation to {len} went unnoticed"
+            );
+        }
+    }
+
+    #[test]
+    fn rows_round_trip() {
+        let row = Row {
+            id: ImageId(u64::MAX - 1),
+            vector_seq: 77,
+            alive: false,
+            attrs: RowAttrs {
+                format: ImageFormat::Tiff,
+                width: 4000,
+                height: 3000,
+                byte_size: 5 << 30,
+                mtime: Timestamp(-5),
+                added: Timestamp(1_700_000_000_000_000_000),
+            },
+        };
+        let mut bytes = Vec::new();
+        encode_row(&row, &mut bytes);
+        assert_eq!(bytes.len(), ROW_BYTES);
+        assert_eq!(decode_row(&bytes).unwrap(), row);
+    }
+}

@@ -1,0 +1,68 @@
+//! imgdb: an embedded image-search database.
+//!
+//! A CLIP-family model turns images and texts into vectors of one space; a
+//! [`Db`] keeps those vectors with each image's metadata in a crash-safe
+//! store (sled) and finds the nearest ones through an HNSW graph (hnsw_rs)
+//! that survives restarts without a rebuild.
+//!
+//! ```
+//! use imgdb::{Db, EmbeddingSpace, NewImage, SearchOptions, ContentHash, ImageFormat, Timestamp};
+//!
+//! # fn main() -> imgdb::Result<()> {
+//! let dir = tempfile::tempdir().unwrap();
+//! let space = EmbeddingSpace::named("example", 3);
+//! let db = Db::open_or_create(dir.path().join("photos.imgdb"), space.clone())?;
+//! let image = |path: &str, vector: Vec<f32>| NewImage {
+//!     path: path.into(),
+//!     mtime: Timestamp(0),
+//!     content_hash: ContentHash::of(path.as_bytes()),
+//!     byte_size: 1,
+//!     width: 1,
+//!     height: 1,
+//!     format: ImageFormat::Png,
+//!     tags: Vec::new(),
+//!     vector,
+//! };
+//! let ids = db.insert(&space, vec![
+//!     image("/photos/red.png", vec![1.0, 0.0, 0.0]),
+//!     image("/photos/green.png", vec![0.0, 1.0, 0.0]),
+//! ])?;
+//! let hits = db.search(&[0.9, 0.1, 0.0], &SearchOptions::default())?;
+//! assert_eq!(hits[0].id, ids[0]);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! ARCHITECTURE.md walks through the modules; `schema/` holds the normative
+//! on-disk formats.
+
+mod db;
+mod error;
+mod filter;
+mod index;
+mod space;
+mod store;
+
+pub use db::{
+    Db, DbOptions, Hit, IndexOrigin, NewImage, Problem, SearchOptions, Stats, VerifyReport,
+    WriteBatch, WriteOp,
+};
+pub use error::{Error, Result, VectorProblem};
+pub use filter::Filter;
+pub use index::IndexParams;
+pub use index::snapshot::{RebuildReason, SNAPSHOT_FORMAT_VERSION};
+pub use space::{EmbeddingSpace, Fingerprint};
+pub use store::Failure;
+pub use store::record::{
+    ContentHash, FileEntry, ImageFormat, ImageId, ImageRecord, Tag, Timestamp,
+};
+
+/// The database format version this build writes (the store layout of
+/// `schema/store.md`). A change to any persisted layout bumps it.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The oldest database format version this build still opens.
+pub const FORMAT_OLDEST_SUPPORTED_VERSION: u32 = 1;
+
+/// The file that marks a directory as an imgdb database.
+pub const FORMAT_MARKER_FILE: &str = "imgdb.format";

@@ -1,0 +1,242 @@
+//! The values the store persists: image records and what they are made of.
+//!
+//! The byte layout of each type is normative and documented in
+//! `schema/store.md`; a field added or reordered here is a format change.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// The id of an image in a database. Ids are never reused.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub struct ImageId(pub u64);
+
+impl fmt::Display for ImageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The BLAKE3 digest of a file's bytes.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ContentHash(pub [u8; 32]);
+
+impl ContentHash {
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> ContentHash {
+        ContentHash(*blake3::hash(bytes).as_bytes())
+    }
+
+    /// Lowercase hexadecimal.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl fmt::Debug for ContentHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ContentHash({})", &self.to_hex()[..12])
+    }
+}
+
+/// Nanoseconds since the Unix epoch (negative before it).
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, Serialize, Deserialize,
+)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// The current time.
+    pub fn now() -> Timestamp {
+        Timestamp::from(SystemTime::now())
+    }
+
+    /// Whole seconds since the epoch.
+    pub fn as_secs(&self) -> i64 {
+        self.0.div_euclid(1_000_000_000)
+    }
+}
+
+impl From<SystemTime> for Timestamp {
+    fn from(t: SystemTime) -> Timestamp {
+        match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => Timestamp(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+            Err(e) => Timestamp(-i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX)),
+        }
+    }
+}
+
+/// The encoded format of an image file.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum ImageFormat {
+    /// JPEG.
+    Jpeg,
+    /// PNG.
+    Png,
+    /// WebP.
+    WebP,
+    /// GIF (the first frame is indexed).
+    Gif,
+    /// BMP.
+    Bmp,
+    /// TIFF.
+    Tiff,
+    /// Anything else (imported vectors, for example).
+    Other,
+}
+
+impl ImageFormat {
+    /// Every format, in the order of their codes.
+    pub const ALL: [ImageFormat; 7] = [
+        ImageFormat::Jpeg,
+        ImageFormat::Png,
+        ImageFormat::WebP,
+        ImageFormat::Gif,
+        ImageFormat::Bmp,
+        ImageFormat::Tiff,
+        ImageFormat::Other,
+    ];
+
+    /// The lowercase name used on the command line and in JSON.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ImageFormat::Jpeg => "jpeg",
+            ImageFormat::Png => "png",
+            ImageFormat::WebP => "webp",
+            ImageFormat::Gif => "gif",
+            ImageFormat::Bmp => "bmp",
+            ImageFormat::Tiff => "tiff",
+            ImageFormat::Other => "other",
+        }
+    }
+
+    /// Parses a name (`jpg` is accepted for `jpeg`, `tif` for `tiff`).
+    pub fn from_name(name: &str) -> Option<ImageFormat> {
+        let name = name.to_ascii_lowercase();
+        Some(match name.as_str() {
+            "jpeg" | "jpg" => ImageFormat::Jpeg,
+            "png" => ImageFormat::Png,
+            "webp" => ImageFormat::WebP,
+            "gif" => ImageFormat::Gif,
+            "bmp" => ImageFormat::Bmp,
+            "tiff" | "tif" => ImageFormat::Tiff,
+            "other" => ImageFormat::Other,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for ImageFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One file that holds an image's content. Identical files share one record.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// The canonical (absolute, resolved) path.
+    #[serde(with = "path_bytes")]
+    pub path: PathBuf,
+    /// The file's modification time when it was indexed.
+    pub mtime: Timestamp,
+}
+
+/// A label attached to an image with a score (zero-shot labels use the
+/// softmax probability).
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct Tag {
+    /// The label.
+    pub label: String,
+    /// Its score.
+    pub score: f32,
+}
+
+/// Everything a database knows about one image.
+#[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
+pub struct ImageRecord {
+    /// The image's id.
+    pub id: ImageId,
+    /// The files with this content; the first is the canonical one.
+    pub files: Vec<FileEntry>,
+    /// BLAKE3 of the file bytes.
+    pub content_hash: ContentHash,
+    /// The file size in bytes.
+    pub byte_size: u64,
+    /// Width in pixels (after EXIF orientation).
+    pub width: u32,
+    /// Height in pixels (after EXIF orientation).
+    pub height: u32,
+    /// The file format.
+    pub format: ImageFormat,
+    /// When the image was first added.
+    pub added: Timestamp,
+    /// Labels with scores.
+    pub tags: Vec<Tag>,
+    /// The L2-normalised embedding.
+    pub vector: Vec<f32>,
+    /// The store sequence number of the last change to this record.
+    pub seq: u64,
+    /// The store sequence number at which `vector` was set.
+    pub vector_seq: u64,
+}
+
+impl ImageRecord {
+    /// The canonical path (the first file's).
+    pub fn path(&self) -> &Path {
+        &self.files[0].path
+    }
+
+    /// The newest modification time among the files.
+    pub fn mtime(&self) -> Timestamp {
+        self.files.iter().map(|f| f.mtime).max().unwrap_or_default()
+    }
+}
+
+/// Paths are stored as their raw bytes, so that file names that are not
+/// UTF-8 survive (on Unix; elsewhere they must be Unicode).
+mod path_bytes {
+    use std::path::{Path, PathBuf};
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(path: &Path, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&super::path_to_bytes(path))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<PathBuf, D::Error> {
+        let bytes = <Vec<u8>>::deserialize(d)?;
+        super::path_from_bytes(bytes).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The bytes a path is stored and keyed as.
+pub(crate) fn path_to_bytes(path: &Path) -> Vec<u8> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        path.as_os_str().as_bytes().to_vec()
+    }
+    #[cfg(not(unix))]
+    {
+        path.to_string_lossy().into_owned().into_bytes()
+    }
+}
+
+/// The inverse of [`path_to_bytes`].
+pub(crate) fn path_from_bytes(bytes: Vec<u8>) -> Result<PathBuf, &'static str> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStringExt;
+        Ok(PathBuf::from(std::ffi::OsString::from_vec(bytes)))
+    }
+    #[cfg(not(unix))]
+    {
+        String::from_utf8(bytes)
+            .map(PathBuf::from)
+            .map_err(|_| "path is not UTF-8")
+    }
+}

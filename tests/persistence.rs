@@ -1,0 +1,258 @@
+//! Reopening: snapshots load without a rebuild, later changes are replayed
+//! from the change log, and a damaged or foreign snapshot means a rebuild
+//! that gives the same answers.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{image, seed, space, unit_vector};
+use imgdb::{Db, DbOptions, Hit, ImageId, IndexOrigin, RebuildReason, SearchOptions};
+
+const DIM: usize = 32;
+
+/// Options that make every search walk the graph.
+fn graph_only() -> DbOptions {
+    Db::options()
+        .space(space(DIM as u32))
+        .create_if_missing(true)
+        .exact_scan_rows(0)
+}
+
+fn fill(db: &Db, range: std::ops::Range<u64>) -> Vec<ImageId> {
+    let images = range.map(|n| image(n, DIM)).collect();
+    db.insert(&space(DIM as u32), images).unwrap()
+}
+
+fn answers(db: &Db, seed: u64) -> Vec<Vec<Hit>> {
+    (0..40)
+        .map(|q| {
+            db.search(
+                &unit_vector(seed * 1000 + q, DIM),
+                &SearchOptions::default(),
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
+fn snapshot_dir(db_path: &Path) -> PathBuf {
+    fs::read_dir(db_path.join("index"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("snapshot-")
+        })
+        .expect("a snapshot")
+}
+
+#[test]
+fn reopening_after_a_checkpoint_loads_the_snapshot_and_answers_the_same() {
+    let seed = seed("reopen", 1);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let db = graph_only().open(&path).unwrap();
+    assert_eq!(*db.index_origin(), IndexOrigin::Created);
+    fill(&db, 0..1500);
+    let before = answers(&db, seed);
+    db.checkpoint().unwrap();
+    drop(db);
+
+    let db = graph_only().open(&path).unwrap();
+    assert!(
+        matches!(db.index_origin(), IndexOrigin::Snapshot { replayed: 0, .. }),
+        "reopen rebuilt or replayed: {:?}",
+        db.index_origin()
+    );
+    assert_eq!(answers(&db, seed), before);
+    assert!(db.verify().unwrap().is_clean());
+}
+
+#[test]
+fn dropping_the_last_handle_writes_the_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let db = graph_only().open(&path).unwrap();
+    fill(&db, 0..100);
+    let clone = db.clone();
+    drop(db);
+    fill(&clone, 100..200);
+    drop(clone);
+    let db = graph_only().open(&path).unwrap();
+    assert!(matches!(
+        db.index_origin(),
+        IndexOrigin::Snapshot { replayed: 0, .. }
+    ));
+    assert_eq!(db.stats().unwrap().images, 200);
+}
+
+/// The child half of the replay test: writes, checkpoints, writes more and
+/// exits without running destructors, as a crash after the last write would.
+#[test]
+fn replay_child() {
+    let Ok(path) = std::env::var("IMGDB_REPLAY_CHILD_DB") else {
+        return;
+    };
+    let db = graph_only().open(&path).unwrap();
+    fill(&db, 0..500);
+    db.checkpoint().unwrap();
+    fill(&db, 500..600);
+    // Ids start at 1: images 0 to 9.
+    db.delete(&(1..=10).map(ImageId).collect::<Vec<_>>())
+        .unwrap();
+    std::process::exit(0);
+}
+
+#[test]
+fn changes_after_the_snapshot_are_replayed_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let status = Command::new(std::env::current_exe().unwrap())
+        .args(["replay_child", "--exact", "--nocapture"])
+        .env("IMGDB_REPLAY_CHILD_DB", &path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let db = graph_only().open(&path).unwrap();
+    // 100 inserts and 10 deletes came after the snapshot.
+    assert_eq!(
+        *db.index_origin(),
+        IndexOrigin::Snapshot {
+            watermark: 1,
+            replayed: 110
+        }
+    );
+    let stats = db.stats().unwrap();
+    assert_eq!((stats.images, stats.index_points), (590, 590));
+    for n in 0..600u64 {
+        let found = db.get_by_path(&image(n, DIM).path).unwrap();
+        assert_eq!(found.is_some(), n >= 10, "image {n}");
+    }
+    let report = db.verify().unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+}
+
+#[test]
+fn a_damaged_snapshot_means_a_rebuild_with_the_same_results() {
+    let seed = seed("damaged snapshot", 2);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    // Exact answers, so that the rebuilt graph must give identical results.
+    let exact = || {
+        Db::options()
+            .space(space(DIM as u32))
+            .create_if_missing(true)
+    };
+    let db = exact().open(&path).unwrap();
+    fill(&db, 0..800);
+    let before = answers(&db, seed);
+    drop(db);
+
+    type Damage = fn(&Path);
+    let damages: [(&str, Damage); 5] = [
+        ("flipped vector byte", |dir| {
+            flip(&dir.join("vectors.f32"), 1000)
+        }),
+        ("truncated graph", |dir| {
+            truncate(&dir.join("graph.hnsw.graph"))
+        }),
+        ("truncated data", |dir| {
+            truncate(&dir.join("graph.hnsw.data"))
+        }),
+        ("garbage header", |dir| {
+            fs::write(dir.join("header"), b"not a header").unwrap()
+        }),
+        ("missing rows", |dir| {
+            fs::remove_file(dir.join("rows.bin")).unwrap()
+        }),
+    ];
+    for (name, damage) in damages {
+        damage(&snapshot_dir(&path));
+        let db = exact().open(&path).unwrap();
+        assert!(
+            matches!(
+                db.index_origin(),
+                IndexOrigin::Rebuilt {
+                    reason: RebuildReason::Corrupt { .. }
+                }
+            ),
+            "{name}: {:?}",
+            db.index_origin()
+        );
+        assert_eq!(answers(&db, seed), before, "{name}");
+        assert!(db.verify().unwrap().is_clean(), "{name}");
+        // The rebuild wrote a good snapshot again.
+        drop(db);
+        let db = exact().open(&path).unwrap();
+        assert!(
+            matches!(db.index_origin(), IndexOrigin::Snapshot { .. }),
+            "{name}"
+        );
+    }
+
+    fs::remove_dir_all(snapshot_dir(&path)).unwrap();
+    let db = exact().open(&path).unwrap();
+    assert_eq!(
+        *db.index_origin(),
+        IndexOrigin::Rebuilt {
+            reason: RebuildReason::NoSnapshot
+        }
+    );
+    assert_eq!(answers(&db, seed), before);
+}
+
+#[test]
+fn a_snapshot_from_another_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let db_a = graph_only().open(&a).unwrap();
+    fill(&db_a, 0..200);
+    drop(db_a);
+    let db_b = graph_only().open(&b).unwrap();
+    fill(&db_b, 1000..1100);
+    drop(db_b);
+
+    let theirs = snapshot_dir(&a);
+    let ours = snapshot_dir(&b);
+    fs::remove_dir_all(&ours).unwrap();
+    copy_dir(&theirs, &ours);
+    let db_b = graph_only().open(&b).unwrap();
+    assert_eq!(
+        *db_b.index_origin(),
+        IndexOrigin::Rebuilt {
+            reason: RebuildReason::ForeignDatabase
+        }
+    );
+    assert_eq!(db_b.stats().unwrap().index_points, 100);
+    assert!(db_b.verify().unwrap().is_clean());
+}
+
+fn flip(path: &Path, at: usize) {
+    let mut bytes = fs::read(path).unwrap();
+    bytes[at] ^= 0x10;
+    fs::write(path, bytes).unwrap();
+}
+
+fn truncate(path: &Path) {
+    let len = fs::metadata(path).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
