@@ -40,17 +40,24 @@ fn scale(q: &[Quantized]) -> f32 {
     f32::from_le_bytes([tail[0] as u8, tail[1] as u8, tail[2] as u8, tail[3] as u8])
 }
 
-/// Quantizes a unit vector symmetrically to `i8`: `q = round(x * 127 / max|x|)`,
-/// followed by the scale `max|x| / 127` as four little-endian bytes.
-pub(crate) fn quantize(v: &[f32]) -> Vec<Quantized> {
+/// Quantizes a vector symmetrically to `i8`: codes `round(x / step)` with
+/// `step = max|x| / 127`, so that `dot(a, b) ≈ dot_i8(qa, qb) · step_a · step_b`.
+pub(crate) fn quantize_parts(v: &[f32]) -> (Vec<i8>, f32) {
     let max = v.iter().fold(0.0f32, |m, x| m.max(x.abs()));
     let step = if max > 0.0 { max / 127.0 } else { 1.0 };
-    let mut q: Vec<Quantized> = v
+    let codes = v
         .iter()
         .map(|x| (x / step).round().clamp(-127.0, 127.0) as i8)
         .collect();
-    q.extend(step.to_le_bytes().map(|b| b as i8));
-    q
+    (codes, step)
+}
+
+/// The form hnsw_rs stores: the codes followed by the step as four
+/// little-endian bytes (its distance sees one slice per point).
+pub(crate) fn quantize(v: &[f32]) -> Vec<Quantized> {
+    let (mut codes, step) = quantize_parts(v);
+    codes.extend(step.to_le_bytes().map(|b| b as i8));
+    codes
 }
 
 /// The exact dot product of two `f32` vectors of equal length.

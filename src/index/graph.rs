@@ -7,17 +7,19 @@
 //! which guarantees without `unsafe` code of ours that the graph is dropped
 //! before the loader it borrows. A freshly built graph borrows nothing.
 //!
-//! This module must not know about rows, records or tombstones: it maps data
-//! ids (`usize`) to quantized vectors and back.
+//! Searches do not walk this graph (see `flat.rs`); it is the builder and
+//! the persisted form. This module must not know about rows, records or
+//! tombstones: it maps data ids (`usize`) to quantized vectors.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 
 use hnsw_rs::api::AnnT;
 use hnsw_rs::hnswio::HnswIo;
-use hnsw_rs::prelude::{FilterT, Hnsw};
+use hnsw_rs::prelude::Hnsw;
 
 use super::distance::{Quantized, QuantizedDot};
+use super::flat::FlatGraph;
 
 /// Layers of the graph; hnsw_rs caps it at 16, enough for billions of points.
 const MAX_LAYERS: usize = 16;
@@ -99,20 +101,30 @@ impl Graph {
         })
     }
 
-    /// The `k` nearest data ids of `query` (with graph distances), walking
-    /// only through ids `filter` accepts when one is given.
-    pub fn search(
-        &self,
-        query: &[Quantized],
-        k: usize,
-        ef: usize,
-        filter: Option<&dyn FilterT>,
-    ) -> Vec<usize> {
+    /// The graph's links, copied into the flat search layout. Data ids must
+    /// be the rows `0..len()`.
+    pub fn flatten(&self, m: usize) -> FlatGraph {
         self.with(|hnsw| {
-            hnsw.search_filter(query, k, ef, filter)
-                .into_iter()
-                .map(|n| n.d_id)
-                .collect()
+            let points = hnsw.get_point_indexation();
+            if points.get_nb_point() == 0 {
+                // hnsw_rs's point iterator panics on an empty graph.
+                return FlatGraph::new(m);
+            }
+            let mut layers: Vec<Vec<Vec<u32>>> = vec![Vec::new(); points.get_nb_point()];
+            for point in points {
+                let level = point.get_point_id().0 as usize;
+                let neighbours = point.get_neighborhood_id();
+                layers[point.get_origin_id()] = neighbours
+                    .iter()
+                    .take(level + 1)
+                    .map(|layer| layer.iter().map(|n| n.d_id as u32).collect())
+                    .collect();
+            }
+            let mut flat = FlatGraph::new(m);
+            for (row, links) in layers.iter().enumerate() {
+                flat.push(row, links);
+            }
+            flat
         })
     }
 

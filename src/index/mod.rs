@@ -1,27 +1,38 @@
-//! The in-memory vector index: an HNSW graph (hnsw_rs) over quantized
-//! vectors, the exact vectors for re-ranking, and a row table that maps graph
-//! points to images, carries the attributes filters test during the graph
-//! walk, and marks deleted points (hnsw_rs cannot delete: tombstones).
+//! The in-memory vector index.
+//!
+//! Three layers of data, all indexed by row (a point's number, in insertion
+//! order):
+//! - the row table: the image id of each point, whether it is alive (hnsw_rs
+//!   cannot delete, so deletes are tombstones) and the attributes filters test;
+//! - the vectors: exact `f32` rows for re-ranking, and `i8` codes with a scale
+//!   per row that the graph walk scores with (a quarter of the bytes);
+//! - the graph: hnsw_rs builds and persists it (`graph.rs`), and a flat copy
+//!   of its links (`flat.rs`) is what searches walk. The copy covers the rows
+//!   present when it was last refreshed; newer rows (the delta, at most a few
+//!   thousand) are scanned exactly by every search until the next refresh.
 //!
 //! Every record change reaches the index as a [`Change`] after the store has
-//! committed it; the index never reads or writes the store itself. Searches
-//! take a read lock and run concurrently with each other and with graph
-//! insertion; only appending rows and marking tombstones take the write lock,
-//! briefly.
+//! committed it; the index never reads or writes the store. Searches take a
+//! read lock; writers take the write lock only to append rows or swap in a
+//! refreshed copy, and insert into hnsw_rs without blocking searches.
 
 pub(crate) mod distance;
+mod flat;
 mod graph;
 pub(crate) mod snapshot;
 
 use std::collections::HashMap;
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use hnsw_rs::prelude::FilterT;
+use rayon::prelude::*;
+use tracing::warn;
 
 use crate::error::{Error, Result};
 use crate::store::record::{ImageFormat, ImageId, ImageRecord, Timestamp};
-use distance::{dot, quantize};
+use distance::{dot, quantize, quantize_parts};
+use flat::{Codes, FlatGraph};
 use graph::Graph;
+use snapshot::StoredGraph;
 
 /// Parameters of the HNSW graph, named as in the paper (Malkov & Yashunin, 2016).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +85,11 @@ impl IndexParams {
 /// The default of [`VectorIndex::exact_scan_rows`].
 pub(crate) const EXACT_SCAN_ROWS: usize = 10_000;
 
+/// The flat copy is refreshed once the delta passes this many rows, or
+/// 1/256 of the rows if more: the delta scan then stays a small part of a
+/// search, and refreshing (a full copy) a small part of inserting.
+const DELTA_ROWS: usize = 1024;
+
 /// The attributes of an image that search filters test.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) struct RowAttrs {
@@ -120,7 +136,15 @@ pub(crate) enum Change<'a> {
 /// A search filter over a row's image id and attributes.
 pub(crate) type RowFilter<'a> = &'a (dyn Fn(ImageId, &RowAttrs) -> bool + Sync);
 
-/// The index and its lock.
+/// The hnsw_rs graph: built in this process, or still on disk in the
+/// snapshot it was loaded from (reloading it takes far longer than the rest
+/// of a snapshot and only writers need it, so it waits for the first write).
+pub(crate) enum GraphSlot {
+    Ready(Graph),
+    Stored(StoredGraph),
+}
+
+/// The index and its locks.
 pub(crate) struct VectorIndex {
     dim: usize,
     params: IndexParams,
@@ -130,14 +154,19 @@ pub(crate) struct VectorIndex {
     /// without matches).
     pub exact_scan_rows: usize,
     state: RwLock<State>,
+    graph: Mutex<GraphSlot>,
 }
 
-/// What the lock protects.
+/// What searches read.
 pub(crate) struct State {
-    pub graph: Graph,
     pub rows: Vec<Row>,
-    /// `rows.len() × dim` exact unit vectors, row-major.
+    /// `rows × dim` exact unit vectors, row-major.
     pub vectors: Vec<f32>,
+    /// `rows × dim` quantized codes, and one scale per row.
+    pub codes: Vec<i8>,
+    pub scales: Vec<f32>,
+    /// The walkable copy of the graph's links, over rows `0..flat.len()`.
+    pub flat: FlatGraph,
     pub by_id: HashMap<ImageId, usize>,
     pub dead: usize,
     /// The sequence number of the last batch applied.
@@ -145,39 +174,63 @@ pub(crate) struct State {
 }
 
 impl State {
-    fn vector(&self, row: usize, dim: usize) -> &[f32] {
+    fn new(
+        rows: Vec<Row>,
+        vectors: Vec<f32>,
+        dim: usize,
+        flat: FlatGraph,
+        watermark: u64,
+    ) -> State {
+        let (codes, scales): (Vec<Vec<i8>>, Vec<f32>) =
+            vectors.par_chunks(dim.max(1)).map(quantize_parts).unzip();
+        State {
+            by_id: rows
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.alive)
+                .map(|(i, r)| (r.id, i))
+                .collect(),
+            dead: rows.iter().filter(|r| !r.alive).count(),
+            rows,
+            vectors,
+            codes: codes.concat(),
+            scales,
+            flat,
+            watermark,
+        }
+    }
+
+    pub fn vector(&self, row: usize, dim: usize) -> &[f32] {
         &self.vectors[row * dim..(row + 1) * dim]
+    }
+
+    fn tombstone(&mut self, row: usize) {
+        if self.rows[row].alive {
+            self.rows[row].alive = false;
+            self.dead += 1;
+            self.by_id.remove(&self.rows[row].id);
+        }
     }
 }
 
 impl VectorIndex {
-    /// An empty index.
-    pub fn empty(dim: usize, params: IndexParams, watermark: u64) -> VectorIndex {
-        VectorIndex::from_state(
-            dim,
-            params,
-            State {
-                graph: Graph::new(params.m, params.ef_construction, 0),
-                rows: Vec::new(),
-                vectors: Vec::new(),
-                by_id: HashMap::new(),
-                dead: 0,
-                watermark,
-            },
-        )
-    }
-
-    fn from_state(dim: usize, params: IndexParams, state: State) -> VectorIndex {
+    fn from_parts(dim: usize, params: IndexParams, state: State, graph: GraphSlot) -> VectorIndex {
         VectorIndex {
             dim,
             params,
             exact_scan_rows: EXACT_SCAN_ROWS,
             state: RwLock::new(state),
+            graph: Mutex::new(graph),
         }
     }
 
-    /// An index of `records`, built from scratch (all graph insertions in
-    /// parallel), covering the store up to `watermark`.
+    /// An empty index.
+    pub fn empty(dim: usize, params: IndexParams, watermark: u64) -> VectorIndex {
+        VectorIndex::from_rows(dim, params, Vec::new(), Vec::new(), watermark)
+    }
+
+    /// An index of `records`, built from scratch, covering the store up to
+    /// `watermark`.
     pub fn build(
         dim: usize,
         params: IndexParams,
@@ -216,91 +269,59 @@ impl VectorIndex {
         vectors: Vec<f32>,
         watermark: u64,
     ) -> VectorIndex {
-        let graph = Graph::new(params.m, params.ef_construction, rows.len());
-        // Chunks bound the memory of the quantized copies handed to hnsw_rs.
-        for start in (0..rows.len()).step_by(8192) {
-            let end = (start + 8192).min(rows.len());
-            let points: Vec<_> = (start..end)
-                .map(|row| (quantize(&vectors[row * dim..(row + 1) * dim]), row))
-                .collect();
-            graph.insert(&points);
-        }
-        let by_id = rows
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.alive)
-            .map(|(i, r)| (r.id, i))
-            .collect();
-        let dead = rows.iter().filter(|r| !r.alive).count();
-        VectorIndex::from_state(
-            dim,
-            params,
-            State {
-                graph,
-                rows,
-                vectors,
-                by_id,
-                dead,
-                watermark,
-            },
-        )
+        let graph = build_graph(params, &vectors, dim);
+        let flat = graph.flatten(params.m);
+        let state = State::new(rows, vectors, dim, flat, watermark);
+        VectorIndex::from_parts(dim, params, state, GraphSlot::Ready(graph))
     }
 
-    /// An index from a snapshot's parts.
+    /// An index from a snapshot's parts; the hnsw_rs graph stays on disk
+    /// until a writer needs it.
     pub(crate) fn from_snapshot(
         dim: usize,
         params: IndexParams,
-        graph: Graph,
         rows: Vec<Row>,
         vectors: Vec<f32>,
+        flat: FlatGraph,
+        graph: StoredGraph,
         watermark: u64,
     ) -> VectorIndex {
-        let by_id = rows
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.alive)
-            .map(|(i, r)| (r.id, i))
-            .collect();
-        let dead = rows.iter().filter(|r| !r.alive).count();
-        VectorIndex::from_state(
-            dim,
-            params,
-            State {
-                graph,
-                rows,
-                vectors,
-                by_id,
-                dead,
-                watermark,
-            },
-        )
+        let state = State::new(rows, vectors, dim, flat, watermark);
+        VectorIndex::from_parts(dim, params, state, GraphSlot::Stored(graph))
     }
 
     /// A new index holding only the live rows: what compaction swaps in.
     pub fn compacted(&self) -> VectorIndex {
-        let state = self.read();
-        let mut rows = Vec::with_capacity(state.rows.len() - state.dead);
-        let mut vectors = Vec::with_capacity((state.rows.len() - state.dead) * self.dim);
-        for (i, row) in state.rows.iter().enumerate().filter(|(_, r)| r.alive) {
-            rows.push(row.clone());
-            vectors.extend_from_slice(state.vector(i, self.dim));
-        }
-        VectorIndex::from_rows(self.dim, self.params, rows, vectors, state.watermark)
+        let (rows, vectors, watermark) = {
+            let state = self.read();
+            let mut rows = Vec::with_capacity(state.rows.len() - state.dead);
+            let mut vectors = Vec::with_capacity((state.rows.len() - state.dead) * self.dim);
+            for (i, row) in state.rows.iter().enumerate().filter(|(_, r)| r.alive) {
+                rows.push(row.clone());
+                vectors.extend_from_slice(state.vector(i, self.dim));
+            }
+            (rows, vectors, state.watermark)
+        };
+        VectorIndex::from_rows(self.dim, self.params, rows, vectors, watermark)
     }
 
     /// Replaces this index's contents with `other`'s.
     pub fn replace_with(&self, other: VectorIndex) {
-        let new_state = other
+        let graph = other
+            .graph
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let state = other
             .state
             .into_inner()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *self.write() = new_state;
+        *self.graph_slot() = graph;
+        *self.write() = state;
     }
 
     pub fn read(&self) -> RwLockReadGuard<'_, State> {
-        // A panic while holding the lock cannot leave the state half-updated
-        // in a way searches would misread (rows are appended whole), so a
-        // poisoned lock is still usable.
+        // Rows are appended whole and the copy is swapped whole, so a panic
+        // while holding the lock cannot leave a state searches would misread.
         self.state
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -310,6 +331,31 @@ impl VectorIndex {
         self.state
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn graph_slot(&self) -> MutexGuard<'_, GraphSlot> {
+        self.graph
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The hnsw_rs graph, reloaded from its snapshot on first use. A graph
+    /// that does not reload (damaged since the snapshot was opened) is
+    /// rebuilt from the rows.
+    pub(crate) fn graph(&self) -> MutexGuard<'_, GraphSlot> {
+        let mut slot = self.graph_slot();
+        if let GraphSlot::Stored(stored) = &*slot {
+            let rows = self.read().rows.len();
+            let graph = match snapshot::load_graph(stored, rows) {
+                Ok(graph) => graph,
+                Err(reason) => {
+                    warn!("rebuilding the HNSW graph from the index's vectors: {reason}");
+                    build_graph(self.params, &self.read().vectors, self.dim)
+                }
+            };
+            *slot = GraphSlot::Ready(graph);
+        }
+        slot
     }
 
     pub fn dim(&self) -> usize {
@@ -322,6 +368,12 @@ impl VectorIndex {
 
     /// Applies committed changes of batch `seq`.
     pub fn apply(&self, changes: &[Change<'_>], seq: u64) {
+        // First, so that a graph rebuilt while loading cannot already hold
+        // the rows appended below.
+        let graph = self.graph();
+        let GraphSlot::Ready(graph) = &*graph else {
+            unreachable!("graph() loads the graph")
+        };
         let mut points = Vec::new();
         {
             let mut state = self.write();
@@ -343,6 +395,9 @@ impl VectorIndex {
                             attrs: RowAttrs::of(record),
                         });
                         state.vectors.extend_from_slice(&record.vector);
+                        let (codes, scale) = quantize_parts(&record.vector);
+                        state.codes.extend_from_slice(&codes);
+                        state.scales.push(scale);
                         state.by_id.insert(record.id, row);
                         points.push((quantize(&record.vector), row));
                     }
@@ -355,9 +410,32 @@ impl VectorIndex {
             }
             state.watermark = state.watermark.max(seq);
         }
-        // Graph insertion is the slow part; searches go on meanwhile (the new
-        // rows are simply not reachable until inserted).
-        self.read().graph.insert(&points);
+        if points.is_empty() {
+            return;
+        }
+        // The slow part, without the state lock: searches go on, scanning
+        // the new rows exactly until the copy is refreshed.
+        graph.insert(&points);
+        let (rows, covered) = {
+            let state = self.read();
+            (state.rows.len(), state.flat.len())
+        };
+        if rows - covered > DELTA_ROWS.max(rows / 256) {
+            let flat = graph.flatten(self.params.m);
+            self.write().flat = flat;
+        }
+    }
+
+    /// Refreshes the walkable copy so it covers every row (before a snapshot).
+    pub(crate) fn refresh_flat(&self) {
+        let graph = self.graph();
+        let GraphSlot::Ready(graph) = &*graph else {
+            unreachable!("graph() loads the graph")
+        };
+        if self.read().flat.len() < graph.len() {
+            let flat = graph.flatten(self.params.m);
+            self.write().flat = flat;
+        }
     }
 
     /// The `k` images nearest to the unit vector `query` by cosine
@@ -379,20 +457,32 @@ impl VectorIndex {
             r.alive && filter.is_none_or(|f| f(r.id, &r.attrs))
         };
         let alive = state.rows.len() - state.dead;
-        let candidates: Vec<usize> = if alive <= self.exact_scan_rows {
-            (0..state.rows.len()).filter(|&row| accept(row)).collect()
+        let exact = if alive <= self.exact_scan_rows {
+            Some(
+                (0..state.rows.len())
+                    .filter(|&row| accept(row))
+                    .collect::<Vec<_>>(),
+            )
         } else if filter.is_some() {
             let matching: Vec<usize> = (0..state.rows.len()).filter(|&row| accept(row)).collect();
-            if matching.len() <= self.exact_scan_rows.max(k) {
-                matching
-            } else {
-                self.walk(&state, query, k, ef, Some(&|row: &usize| accept(*row)))
-            }
-        } else if state.dead > 0 {
-            self.walk(&state, query, k, ef, Some(&|row: &usize| accept(*row)))
+            // A sparse filter strands a graph walk; scanning is exact and,
+            // at that size, no slower.
+            (matching.len() <= self.exact_scan_rows.max(k) || matching.len() * 16 <= alive)
+                .then_some(matching)
         } else {
-            self.walk(&state, query, k, ef, None)
+            None
         };
+        let candidates = exact.unwrap_or_else(|| {
+            let (codes, scale) = quantize_parts(query);
+            let table = Codes {
+                dim: self.dim,
+                codes: &state.codes,
+                scales: &state.scales,
+            };
+            let mut candidates = state.flat.search(&table, &codes, scale, ef.max(k), accept);
+            candidates.extend((state.flat.len()..state.rows.len()).filter(|&row| accept(row)));
+            candidates
+        });
         let mut scored: Vec<(ImageId, f32)> = candidates
             .into_iter()
             .map(|row| (state.rows[row].id, dot(query, state.vector(row, self.dim))))
@@ -400,19 +490,6 @@ impl VectorIndex {
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         scored.truncate(k);
         scored
-    }
-
-    /// Candidate rows from the graph: `max(k, ef)` of them, to be re-ranked.
-    fn walk(
-        &self,
-        state: &State,
-        query: &[f32],
-        k: usize,
-        ef: usize,
-        filter: Option<&dyn FilterT>,
-    ) -> Vec<usize> {
-        let ef = ef.max(k);
-        state.graph.search(&quantize(query), ef, ef, filter)
     }
 
     /// The exact vector of an image, if indexed.
@@ -441,12 +518,17 @@ impl VectorIndex {
     }
 }
 
-impl State {
-    fn tombstone(&mut self, row: usize) {
-        if self.rows[row].alive {
-            self.rows[row].alive = false;
-            self.dead += 1;
-            self.by_id.remove(&self.rows[row].id);
-        }
+/// A new hnsw_rs graph of `vectors`, rows in order, inserted in parallel.
+fn build_graph(params: IndexParams, vectors: &[f32], dim: usize) -> Graph {
+    let rows = vectors.len() / dim.max(1);
+    let graph = Graph::new(params.m, params.ef_construction, rows);
+    // Chunks bound the memory of the quantized copies handed to hnsw_rs.
+    for start in (0..rows).step_by(8192) {
+        let end = (start + 8192).min(rows);
+        let points: Vec<_> = (start..end)
+            .map(|row| (quantize(&vectors[row * dim..(row + 1) * dim]), row))
+            .collect();
+        graph.insert(&points);
     }
+    graph
 }

@@ -9,6 +9,11 @@
 //! BLAKE3 digest of every other file; everything is verified before hnsw_rs
 //! is handed a byte. Layout: `schema/index.md`.
 //!
+//! Opening verifies and loads everything searches need (row table, vectors,
+//! the flat copy of the links); hnsw_rs's own dump is verified and reloaded
+//! only when a writer first needs the graph ([`load_graph`]), since that
+//! reload is the slow part and a reader never needs it.
+//!
 //! A snapshot is only ever an accelerator: whatever is wrong with one, the
 //! caller rebuilds from the store and says why ([`RebuildReason`]).
 
@@ -17,8 +22,9 @@ use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use super::flat::FlatGraph;
 use super::graph::{Graph, LoadError};
-use super::{IndexParams, Row, RowAttrs, VectorIndex};
+use super::{GraphSlot, IndexParams, Row, RowAttrs, VectorIndex};
 use crate::error::{Error, Result};
 use crate::store::record::{ImageFormat, ImageId, Timestamp};
 
@@ -29,6 +35,7 @@ const MAGIC: [u8; 8] = *b"\x89IMGIDX\n";
 const HEADER_FILE: &str = "header";
 const ROWS_FILE: &str = "rows.bin";
 const VECTORS_FILE: &str = "vectors.f32";
+const FLAT_FILE: &str = "flat.bin";
 const GRAPH_BASENAME: &str = "graph";
 const DIR_PREFIX: &str = "snapshot-";
 const TMP_PREFIX: &str = "tmp-";
@@ -138,10 +145,66 @@ struct Header {
     files: Vec<FileDigest>,
 }
 
+#[derive(Clone)]
 struct FileDigest {
     name: String,
     len: u64,
     blake3: [u8; 32],
+}
+
+impl FileDigest {
+    fn is_graph_dump(&self) -> bool {
+        self.name.ends_with(".hnsw.graph") || self.name.ends_with(".hnsw.data")
+    }
+
+    /// Checks the file in `dir` against the recorded size and digest.
+    fn verify(&self, dir: &Path) -> Result<(), RebuildReason> {
+        let path = dir.join(&self.name);
+        let mut file = File::open(&path)
+            .map_err(|e| corrupt(format!("cannot open {}: {e}", path.display())))?;
+        let mut hasher = blake3::Hasher::new();
+        let len = std::io::copy(&mut file, &mut hasher)
+            .map_err(|e| corrupt(format!("cannot read {}: {e}", path.display())))?;
+        if len != self.len {
+            return Err(corrupt(format!(
+                "{} has {len} bytes, {} expected",
+                self.name, self.len
+            )));
+        }
+        if *hasher.finalize().as_bytes() != self.blake3 {
+            return Err(corrupt(format!(
+                "{} does not match its checksum",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// An hnsw_rs dump inside a loaded snapshot, not yet reloaded.
+pub(crate) struct StoredGraph {
+    dir: PathBuf,
+    basename: String,
+    files: Vec<FileDigest>,
+}
+
+/// Verifies and reloads a stored graph, which must have `rows` points.
+pub(crate) fn load_graph(stored: &StoredGraph, rows: usize) -> Result<Graph, RebuildReason> {
+    for file in &stored.files {
+        file.verify(&stored.dir)?;
+    }
+    let graph = Graph::load(&stored.dir, &stored.basename).map_err(|e| match e {
+        LoadError::Failed(problem) => {
+            corrupt(format!("hnsw_rs cannot reload the graph: {problem}"))
+        }
+        LoadError::Panicked => corrupt("hnsw_rs panicked reloading the graph"),
+    })?;
+    if graph.len() != rows {
+        return Err(corrupt(
+            "the graph's point count does not match the row table",
+        ));
+    }
+    Ok(graph)
 }
 
 impl Header {
@@ -343,6 +406,11 @@ fn sync_dir(path: &Path) -> Result<()> {
 /// The caller must hold the database's writer lock, so that no change is
 /// applied while the snapshot is taken. Returns the snapshot's size in bytes.
 pub(crate) fn write(index_dir: &Path, index: &VectorIndex, db_id: [u8; 16]) -> Result<u64> {
+    index.refresh_flat();
+    let graph = index.graph();
+    let GraphSlot::Ready(graph) = &*graph else {
+        unreachable!("graph() loads the graph")
+    };
     let state = index.read();
     fs::create_dir_all(index_dir).map_err(Error::io(index_dir))?;
     let tmp = index_dir.join(format!(
@@ -355,8 +423,7 @@ pub(crate) fn write(index_dir: &Path, index: &VectorIndex, db_id: [u8; 16]) -> R
     }
     fs::create_dir(&tmp).map_err(Error::io(&tmp))?;
 
-    let basename = state
-        .graph
+    let basename = graph
         .dump(&tmp, GRAPH_BASENAME)
         .map_err(|source| Error::IndexDump {
             path: tmp.clone(),
@@ -379,6 +446,7 @@ pub(crate) fn write(index_dir: &Path, index: &VectorIndex, db_id: [u8; 16]) -> R
             .collect::<Vec<u8>>()
     });
     files.push(write_synced(&tmp.join(VECTORS_FILE), vector_chunks)?);
+    files.push(write_synced(&tmp.join(FLAT_FILE), [state.flat.encode()])?);
 
     let params = index.params();
     let header = Header {
@@ -402,7 +470,6 @@ pub(crate) fn write(index_dir: &Path, index: &VectorIndex, db_id: [u8; 16]) -> R
     }
     fs::rename(&tmp, &target).map_err(Error::io(&target))?;
     sync_dir(index_dir)?;
-    drop(state);
     remove_others(index_dir, &target)?;
     Ok(total)
 }
@@ -477,25 +544,8 @@ pub(crate) fn load(index_dir: &Path, identity: &Identity) -> Result<VectorIndex,
             pruned_through: identity.log_pruned_through,
         });
     }
-    for file in &header.files {
-        let path = dir.join(&file.name);
-        let mut f = File::open(&path)
-            .map_err(|e| corrupt(format!("cannot open {}: {e}", path.display())))?;
-        let mut hasher = blake3::Hasher::new();
-        let len = std::io::copy(&mut f, &mut hasher)
-            .map_err(|e| corrupt(format!("cannot read {}: {e}", path.display())))?;
-        if len != file.len {
-            return Err(corrupt(format!(
-                "{} has {len} bytes, {} expected",
-                file.name, file.len
-            )));
-        }
-        if *hasher.finalize().as_bytes() != file.blake3 {
-            return Err(corrupt(format!(
-                "{} does not match its checksum",
-                file.name
-            )));
-        }
+    for file in header.files.iter().filter(|f| !f.is_graph_dump()) {
+        file.verify(&dir)?;
     }
     let rows_bytes = read(ROWS_FILE)?;
     let dim = identity.dim;
@@ -516,23 +566,28 @@ pub(crate) fn load(index_dir: &Path, identity: &Identity) -> Result<VectorIndex,
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
         .collect();
-    let graph = Graph::load(&dir, &header.graph_basename).map_err(|e| match e {
-        LoadError::Failed(problem) => {
-            corrupt(format!("hnsw_rs cannot reload the graph: {problem}"))
-        }
-        LoadError::Panicked => corrupt("hnsw_rs panicked reloading the graph"),
-    })?;
-    if graph.len() != rows.len() {
-        return Err(corrupt(
-            "the graph's point count does not match the row table",
-        ));
+    let flat = FlatGraph::decode(&read(FLAT_FILE)?)
+        .ok_or_else(|| corrupt("the graph links are malformed"))?;
+    if flat.len() != rows.len() || flat.m != identity.params.m {
+        return Err(corrupt("the graph links do not match the row table"));
     }
+    let graph = StoredGraph {
+        dir,
+        basename: header.graph_basename,
+        files: header
+            .files
+            .iter()
+            .filter(|f| f.is_graph_dump())
+            .cloned()
+            .collect(),
+    };
     Ok(VectorIndex::from_snapshot(
         dim,
         identity.params,
-        graph,
         rows,
         vectors,
+        flat,
+        graph,
         header.watermark,
     ))
 }
