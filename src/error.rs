@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 
+use crate::model::{Device, Layout, SearchedPlaces};
 use crate::space::EmbeddingSpace;
 
 /// The result type of every fallible imgdb function.
@@ -167,6 +168,261 @@ pub enum Error {
         /// The id asked for.
         id: crate::ImageId,
     },
+
+    /// No ONNX Runtime library was found.
+    #[error("ONNX Runtime {version} was not found; looked in:{searched}\nto fix: {fix}")]
+    RuntimeNotFound {
+        /// The version needed.
+        version: &'static str,
+        /// Every place tried, with what was there.
+        searched: SearchedPlaces,
+        /// The command that installs it.
+        fix: &'static str,
+    },
+
+    /// The ONNX Runtime library could not be loaded (wrong file or version).
+    #[error("cannot load ONNX Runtime from {path}")]
+    RuntimeLoad {
+        /// The library file.
+        path: PathBuf,
+        /// ort's error.
+        #[source]
+        source: ort::LoadDynamicError,
+    },
+
+    /// ONNX Runtime failed on a model file.
+    #[error("ONNX Runtime failed on {path}")]
+    Onnx {
+        /// The model file (or runtime library).
+        path: PathBuf,
+        /// ort's error.
+        #[source]
+        source: ort::Error,
+    },
+
+    /// The execution provider asked for cannot start here.
+    #[error(
+        "execution provider `{device}` could not start; GPU providers need the onnxruntime-gpu library \
+         (scripts/fetch-onnxruntime.sh --gpu) with CUDA 13 and cuDNN 9; or use --device cpu, or auto"
+    )]
+    Provider {
+        /// The device asked for.
+        device: Device,
+        /// ort's error.
+        #[source]
+        source: ort::Error,
+    },
+
+    /// A model folder is incomplete or inconsistent.
+    #[error("model {path}: {problem}")]
+    Model {
+        /// The folder or file concerned.
+        path: PathBuf,
+        /// What is wrong.
+        problem: ModelProblem,
+    },
+
+    /// A model configuration file is not valid JSON.
+    #[error("model configuration {path} is not valid JSON")]
+    ModelConfig {
+        /// The file.
+        path: PathBuf,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// The tokenizer failed to load or to encode.
+    #[error("tokenizer {path} failed")]
+    Tokenizer {
+        /// The tokenizer file.
+        path: PathBuf,
+        /// The tokenizers crate's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// A file that is not an image imgdb reads.
+    #[error("{path}: not a supported image{}", format.as_ref().map(|f| format!(" ({f})")).unwrap_or_default())]
+    UnsupportedImage {
+        /// The file.
+        path: PathBuf,
+        /// The format recognised, if any.
+        format: Option<String>,
+    },
+
+    /// An image over the decode limits (a decompression bomb, say).
+    #[error("{path}: image of {width}x{height} pixels is over the limit of {max_pixels} pixels")]
+    ImageTooLarge {
+        /// The file.
+        path: PathBuf,
+        /// Its width.
+        width: u32,
+        /// Its height.
+        height: u32,
+        /// The limit.
+        max_pixels: u64,
+    },
+
+    /// An image without pixels.
+    #[error("{path}: image has no pixels")]
+    EmptyImage {
+        /// The file.
+        path: PathBuf,
+    },
+
+    /// An image that does not decode.
+    #[error("{path}: cannot decode image")]
+    ImageDecode {
+        /// The file.
+        path: PathBuf,
+        /// The decoder's error.
+        #[source]
+        source: image::ImageError,
+    },
+
+    /// A JPEG that libjpeg cannot decode.
+    #[error("{path}: cannot decode JPEG: {problem}")]
+    JpegDecode {
+        /// The file.
+        path: PathBuf,
+        /// libjpeg's message.
+        problem: String,
+    },
+}
+
+/// Which tensor of a model a problem concerns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TensorRole {
+    /// The image tower's input.
+    ImageInput,
+    /// The image tower's output.
+    ImageOutput,
+    /// The text tower's token input.
+    TextInput,
+    /// The text tower's output.
+    TextOutput,
+}
+
+impl std::fmt::Display for TensorRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TensorRole::ImageInput => "image input",
+            TensorRole::ImageOutput => "image output",
+            TensorRole::TextInput => "text input",
+            TensorRole::TextOutput => "text output",
+        })
+    }
+}
+
+/// What is wrong with a model folder.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum ModelProblem {
+    /// The path is not a folder.
+    NotAFolder,
+    /// No known layout matches the files.
+    UnknownLayout {
+        /// The entries found.
+        found: Vec<String>,
+    },
+    /// A file the layout needs is missing.
+    MissingFile {
+        /// The layout recognised.
+        layout: Layout,
+    },
+    /// A configuration key is missing.
+    MissingKey {
+        /// The key.
+        key: &'static str,
+    },
+    /// A configuration key has a value imgdb cannot use.
+    BadKey {
+        /// The key.
+        key: &'static str,
+    },
+    /// No tensor has a name imgdb knows for this role.
+    UnknownTensor {
+        /// The role.
+        role: TensorRole,
+        /// The names the model has.
+        found: Vec<String>,
+        /// The names accepted.
+        accepted: Vec<String>,
+    },
+    /// The model has inputs imgdb cannot feed.
+    UnexpectedInputs {
+        /// The inputs the model has.
+        found: Vec<String>,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// A tensor has the wrong type or shape.
+    WrongTensor {
+        /// The tensor.
+        name: String,
+        /// Its type and shape.
+        found: String,
+        /// What was expected.
+        expected: &'static str,
+    },
+    /// An output is not a `[batch, dim]` matrix.
+    WrongOutputShape {
+        /// Its shape.
+        found: Vec<usize>,
+    },
+    /// The towers give vectors of different dimensions.
+    TowerMismatch {
+        /// The image tower's dimension.
+        image: usize,
+        /// The text tower's dimension.
+        text: usize,
+    },
+}
+
+impl std::fmt::Display for ModelProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ModelProblem::NotAFolder => f.write_str("not a folder"),
+            ModelProblem::UnknownLayout { found } => write!(
+                f,
+                "not a model folder: expected onnx/vision_model.onnx + onnx/text_model.onnx (Hugging Face), \
+                 a vision and a text folder with model.onnx (Qdrant), or visual/ + textual/ (Immich); found {found:?}"
+            ),
+            ModelProblem::MissingFile { layout } => {
+                write!(f, "missing; the {layout} layout needs it")
+            }
+            ModelProblem::MissingKey { key } => write!(f, "missing key `{key}`"),
+            ModelProblem::BadKey { key } => write!(f, "key `{key}` has a value imgdb cannot use"),
+            ModelProblem::UnknownTensor {
+                role,
+                found,
+                accepted,
+            } => {
+                write!(
+                    f,
+                    "no {role} tensor: the model has {found:?}, imgdb accepts {accepted:?}"
+                )
+            }
+            ModelProblem::UnexpectedInputs { found, expected } => {
+                write!(f, "inputs {found:?}, but imgdb feeds {expected}")
+            }
+            ModelProblem::WrongTensor {
+                name,
+                found,
+                expected,
+            } => {
+                write!(f, "tensor `{name}` is {found}, expected {expected}")
+            }
+            ModelProblem::WrongOutputShape { found } => {
+                write!(f, "output of shape {found:?}, expected [batch, dim]")
+            }
+            ModelProblem::TowerMismatch { image, text } => write!(
+                f,
+                "the towers disagree: images give {image}-dimensional vectors, texts {text}-dimensional"
+            ),
+        }
+    }
 }
 
 /// Why a vector was refused.

@@ -38,8 +38,10 @@
 
 mod db;
 mod error;
+pub mod eval;
 mod filter;
 mod index;
+mod model;
 mod space;
 mod store;
 
@@ -47,10 +49,16 @@ pub use db::{
     Db, DbOptions, Hit, IndexOrigin, NewImage, Problem, SearchOptions, Stats, VerifyReport,
     WriteBatch, WriteOp,
 };
-pub use error::{Error, Result, VectorProblem};
+pub use error::{Error, ModelProblem, Result, TensorRole, VectorProblem};
 pub use filter::Filter;
 pub use index::IndexParams;
 pub use index::snapshot::{RebuildReason, SNAPSHOT_FORMAT_VERSION};
+pub use model::{
+    DecodeLimits, Decoded, Device, Encoder, EncoderOptions, IMAGE_EXTENSIONS, Layout, ModelFolder,
+    ONNXRUNTIME_LIBRARY, ONNXRUNTIME_VERSION, Optimization, Prepared, PreprocessConfig,
+    Preprocessor, Provider, ResampleFilter, Resize, SearchedPlace, SearchedPlaces, TextTokenizer,
+    Transparency, has_image_extension,
+};
 pub use space::{EmbeddingSpace, Fingerprint};
 pub use store::Failure;
 pub use store::record::{

@@ -49,8 +49,10 @@ impl fmt::Display for Fingerprint {
 }
 
 /// Which model made a database's vectors: a readable id, the dimension and a
-/// fingerprint of the model files and preprocessing.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// fingerprint of the model files and preprocessing. Two spaces are the same
+/// when dimension and fingerprint agree (the id is only a name: a renamed
+/// model folder is still the same model).
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EmbeddingSpace {
     /// A readable model name, e.g. `clip-vit-base-patch32` (the model folder's name).
     pub model_id: String,
@@ -59,6 +61,14 @@ pub struct EmbeddingSpace {
     /// A digest of the model files and the preprocessing configuration.
     pub fingerprint: Fingerprint,
 }
+
+impl PartialEq for EmbeddingSpace {
+    fn eq(&self, other: &EmbeddingSpace) -> bool {
+        self.dim == other.dim && self.fingerprint == other.fingerprint
+    }
+}
+
+impl Eq for EmbeddingSpace {}
 
 impl EmbeddingSpace {
     /// A space for vectors that come from elsewhere (an import, a test), named

@@ -368,6 +368,12 @@ impl VectorIndex {
 
     /// Applies committed changes of batch `seq`.
     pub fn apply(&self, changes: &[Change<'_>], seq: u64) {
+        if changes.is_empty() {
+            // Nothing to apply: above all, do not reload the graph for it.
+            let mut state = self.write();
+            state.watermark = state.watermark.max(seq);
+            return;
+        }
         // First, so that a graph rebuilt while loading cannot already hold
         // the rows appended below.
         let graph = self.graph();

@@ -1,0 +1,228 @@
+//! The index benchmark: recall@10 and single-thread QPS over a sweep of
+//! `ef`, build throughput, reopen time and peak memory, on seeded data
+//! shared with the peer script (`benches/compare.sh` runs both).
+//!
+//! ```text
+//! cargo bench --bench ann -- prepare --n 100000 --out target/ann   # data + insert + close
+//! cargo bench --bench ann -- search  --out target/ann              # reopen + ef sweep
+//! cargo bench --bench ann -- rebuild --out target/ann              # index build from the store
+//! ```
+//! Each phase runs in its own process so that its peak RSS is its own; each
+//! appends one JSON object per line to `<out>/imgdb.jsonl`.
+
+mod data;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use imgdb::{
+    ContentHash, Db, EmbeddingSpace, ImageFormat, IndexOrigin, NewImage, SearchOptions, Timestamp,
+};
+use serde_json::json;
+
+struct Args {
+    phase: String,
+    out: PathBuf,
+    spec: data::Spec,
+    efs: Vec<usize>,
+    m: usize,
+    ef_construction: usize,
+}
+
+fn parse_args() -> Args {
+    let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
+    let phase = args.next().unwrap_or_else(|| "help".into());
+    let mut parsed = Args {
+        phase,
+        out: PathBuf::from("target/ann"),
+        spec: data::Spec {
+            base: 100_000,
+            queries: 1000,
+            dim: 512,
+            centres: 1000,
+            sigma: 2.0,
+            seed: 42,
+        },
+        efs: vec![10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 192, 256],
+        m: 16,
+        ef_construction: 200,
+    };
+    while let Some(flag) = args.next() {
+        let value = args
+            .next()
+            .unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--out" => parsed.out = PathBuf::from(value),
+            "--n" => parsed.spec.base = value.parse().unwrap(),
+            "--queries" => parsed.spec.queries = value.parse().unwrap(),
+            "--dim" => parsed.spec.dim = value.parse().unwrap(),
+            "--seed" => parsed.spec.seed = value.parse().unwrap(),
+            "--m" => parsed.m = value.parse().unwrap(),
+            "--ef-construction" => parsed.ef_construction = value.parse().unwrap(),
+            "--efs" => parsed.efs = value.split(',').map(|e| e.parse().unwrap()).collect(),
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    parsed
+}
+
+fn space(dim: usize) -> EmbeddingSpace {
+    EmbeddingSpace::named("ann-bench", dim as u32)
+}
+
+fn open(args: &Args) -> Db {
+    Db::options()
+        .space(space(args.spec.dim))
+        .create_if_missing(true)
+        .index_params(imgdb::IndexParams {
+            m: args.m,
+            ef_construction: args.ef_construction,
+            ef_search: 64,
+        })
+        .open(args.out.join("db"))
+        .unwrap()
+}
+
+/// The process's peak resident set, in MiB.
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn report(out: &Path, value: serde_json::Value) {
+    use std::io::Write;
+    println!("{value}");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(out.join("imgdb.jsonl"))
+        .unwrap();
+    writeln!(file, "{value}").unwrap();
+}
+
+fn prepare(args: &Args) {
+    let _ = std::fs::remove_dir_all(&args.out);
+    std::fs::create_dir_all(&args.out).unwrap();
+    eprintln!("generating {}", args.spec.describe());
+    let started = Instant::now();
+    let data = data::generate(&args.spec);
+    data::save(&data, &args.out);
+    eprintln!("data and exact neighbours in {:.1?}", started.elapsed());
+
+    let db = open(args);
+    let space = space(args.spec.dim);
+    let started = Instant::now();
+    let rows: Vec<_> = data.base.outer_iter().enumerate().collect();
+    for chunk in rows.chunks(1000) {
+        let images = chunk
+            .iter()
+            .map(|(i, v)| NewImage {
+                path: PathBuf::from(format!("/bench/{i}")),
+                mtime: Timestamp(0),
+                content_hash: ContentHash::of(&(*i as u64).to_le_bytes()),
+                byte_size: 0,
+                width: 1,
+                height: 1,
+                format: ImageFormat::Other,
+                tags: Vec::new(),
+                vector: v.to_vec(),
+            })
+            .collect();
+        db.insert(&space, images).unwrap();
+    }
+    let inserted = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    db.close().unwrap();
+    let close = started.elapsed().as_secs_f64();
+    report(
+        &args.out,
+        json!({
+            "phase": "prepare", "data": args.spec.describe(), "m": args.m,
+            "ef_construction": args.ef_construction, "threads": rayon::current_num_threads(),
+            "insert_vectors_per_s": args.spec.base as f64 / inserted, "insert_s": inserted,
+            "close_s": close, "peak_rss_mib": peak_rss_mib(),
+        }),
+    );
+}
+
+fn search(args: &Args) {
+    let data = data::load(&args.out);
+    let started = Instant::now();
+    let db = open(args);
+    let reopen = started.elapsed().as_secs_f64();
+    assert!(
+        matches!(db.index_origin(), IndexOrigin::Snapshot { replayed: 0, .. }),
+        "reopen did not load the snapshot"
+    );
+    report(
+        &args.out,
+        json!({"phase": "reopen", "reopen_s": reopen, "peak_rss_mib_after_reopen": peak_rss_mib()}),
+    );
+    let queries: Vec<Vec<f32>> = data.queries.outer_iter().map(|q| q.to_vec()).collect();
+    for &ef in &args.efs {
+        let options = SearchOptions {
+            k: 10,
+            ef: Some(ef),
+            ..SearchOptions::default()
+        };
+        // One pass to warm caches, then the timed pass.
+        for q in queries.iter().take(100) {
+            db.search(q, &options).unwrap();
+        }
+        let started = Instant::now();
+        let found: Vec<Vec<i64>> = queries
+            .iter()
+            .map(|q| {
+                db.search(q, &options)
+                    .unwrap()
+                    .iter()
+                    .map(|h| h.id.0 as i64 - 1)
+                    .collect()
+            })
+            .collect();
+        let seconds = started.elapsed().as_secs_f64();
+        report(
+            &args.out,
+            json!({
+                "phase": "search", "system": "imgdb", "ef": ef,
+                "recall_at_10": data::recall(&found, &data.truth, 10),
+                "qps": queries.len() as f64 / seconds, "threads": 1,
+            }),
+        );
+    }
+    report(
+        &args.out,
+        json!({"phase": "search-done", "peak_rss_mib": peak_rss_mib()}),
+    );
+}
+
+fn rebuild(args: &Args) {
+    std::fs::remove_dir_all(args.out.join("db").join("index")).unwrap();
+    let started = Instant::now();
+    let db = open(args);
+    let seconds = started.elapsed().as_secs_f64();
+    assert!(matches!(db.index_origin(), IndexOrigin::Rebuilt { .. }));
+    report(
+        &args.out,
+        json!({
+            "phase": "rebuild", "threads": rayon::current_num_threads(), "rebuild_s": seconds,
+            "build_vectors_per_s": args.spec.base as f64 / seconds, "peak_rss_mib": peak_rss_mib(),
+        }),
+    );
+}
+
+fn main() {
+    let args = parse_args();
+    match args.phase.as_str() {
+        "prepare" => prepare(&args),
+        "search" => search(&args),
+        "rebuild" => rebuild(&args),
+        _ => eprintln!(
+            "usage: cargo bench --bench ann -- prepare|search|rebuild [--out DIR] [--n N] [--efs 16,32]"
+        ),
+    }
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# imgdb's index beside hnswlib, faiss and usearch on the same seeded data, in
+# one run. Usage: benches/compare.sh [--n 100000] [--out target/ann]
+# Installs the peers into .cache/venv-bench (PyPI only) on first use.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=target/ann
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) out=$2; shift 2 ;;
+    *) args+=("$1" "$2"); shift 2 ;;
+  esac
+done
+venv=.cache/venv-bench
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import hnswlib, faiss, usearch" 2>/dev/null; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet -r benches/requirements.txt
+fi
+# Build once and run the binary itself, so that every phase measures the
+# same build even if the sources change meanwhile.
+bench=$(cargo bench --bench ann --no-run --message-format=json 2>/dev/null |
+  "$venv/bin/python" -c 'import json,sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "ann" and m.get("executable"):
+        print(m["executable"])')
+"$bench" prepare --out "$out" "${args[@]}"
+"$bench" search --out "$out" "${args[@]}"
+"$bench" rebuild --out "$out" "${args[@]}"
+rm -f "$out/peers.jsonl"
+"$venv/bin/python" benches/peers.py --out "$out"
+"$venv/bin/python" benches/summary.py "$out"

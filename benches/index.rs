@@ -1,2 +1,0 @@
-//! Index benchmarks (filled in below).
-fn main() {}

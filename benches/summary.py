@@ -1,0 +1,48 @@
+"""Prints the side-by-side table of benches/compare.sh and the summary lines
+`imgdb/<peer> QPS at recall@10>=0.95: R`."""
+import json
+import os
+import sys
+
+TARGET = 0.95
+
+
+def load(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def best_qps(rows, system):
+    ok = [r for r in rows if r.get("phase") == "search" and r["system"] == system and r["recall_at_10"] >= TARGET]
+    return max(ok, key=lambda r: r["qps"]) if ok else None
+
+
+def main():
+    out = sys.argv[1] if len(sys.argv) > 1 else "target/ann"
+    rows = load(os.path.join(out, "imgdb.jsonl")) + load(os.path.join(out, "peers.jsonl"))
+    systems = ["imgdb"] + [s for s in ("hnswlib", "faiss", "usearch") if any(r.get("system") == s for r in rows)]
+    print(f"\n{'ef':>5} " + " ".join(f"{s + ' recall':>15} {s + ' QPS':>12}" for s in systems))
+    efs = sorted({r["ef"] for r in rows if r.get("phase") == "search"})
+    for ef in efs:
+        cells = []
+        for s in systems:
+            r = next((r for r in rows if r.get("phase") == "search" and r["system"] == s and r["ef"] == ef), None)
+            cells.append(f"{r['recall_at_10']:>15.4f} {r['qps']:>12.0f}" if r else f"{'-':>15} {'-':>12}")
+        print(f"{ef:>5} " + " ".join(cells))
+    print()
+    for r in rows:
+        if r.get("phase") in ("prepare", "reopen", "rebuild", "build", "done", "search-done"):
+            print(json.dumps(r))
+    print()
+    ours = best_qps(rows, "imgdb")
+    for peer in systems[1:]:
+        theirs = best_qps(rows, peer)
+        if ours and theirs:
+            print(f"imgdb/{peer} QPS at recall@10>={TARGET}: {ours['qps'] / theirs['qps']:.2f} "
+                  f"(imgdb {ours['qps']:.0f} at ef {ours['ef']}, {peer} {theirs['qps']:.0f} at ef {theirs['ef']})")
+        else:
+            print(f"imgdb/{peer} QPS at recall@10>={TARGET}: n/a (a system never reached the target)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,402 @@
+//! The encoder: a CLIP-family model folder run by ONNX Runtime, turning
+//! images and texts into L2-normalised vectors of one space.
+//!
+//! - `folder.rs` recognises the model folder and reads its configuration;
+//! - `runtime.rs` finds and loads the ONNX Runtime library;
+//! - `session.rs` builds the sessions on an execution provider and runs the towers;
+//! - `decode.rs`, `resample.rs` and `preprocess.rs` turn files into model inputs;
+//! - `tokenizer.rs` turns texts into token ids.
+//!
+//! The [`Encoder`] handle is `Send + Sync` and cheap to clone; concurrent
+//! callers share each tower's pool of sessions.
+
+mod decode;
+mod folder;
+mod preprocess;
+mod resample;
+pub(crate) mod runtime;
+mod session;
+mod tokenizer;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+pub use decode::{DecodeLimits, Decoded, IMAGE_EXTENSIONS, has_image_extension};
+pub use folder::{Layout, ModelFolder};
+pub use preprocess::{
+    Prepared, PreprocessConfig, Preprocessor, ResampleFilter, Resize, Transparency,
+};
+pub use runtime::{ONNXRUNTIME_LIBRARY, ONNXRUNTIME_VERSION, SearchedPlace, SearchedPlaces};
+pub use tokenizer::TextTokenizer;
+
+use crate::error::{Error, ModelProblem, Result};
+use crate::space::{EmbeddingSpace, Fingerprint};
+use session::{TextTower, VisionTower};
+
+/// Where the model runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    /// ONNX Runtime's CPU provider.
+    Cpu,
+    /// NVIDIA CUDA (needs the `onnxruntime-gpu` library, CUDA 13 and cuDNN 9).
+    Cuda,
+    /// NVIDIA TensorRT, with CUDA for what TensorRT cannot run.
+    TensorRt,
+    /// CUDA when it starts, else the CPU, saying so in the log and in
+    /// [`Encoder::provider`].
+    Auto,
+}
+
+impl Device {
+    /// Parses `cpu`, `cuda`, `tensorrt` or `auto`.
+    pub fn from_name(name: &str) -> Option<Device> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "cpu" => Device::Cpu,
+            "cuda" | "gpu" => Device::Cuda,
+            "tensorrt" | "trt" => Device::TensorRt,
+            "auto" => Device::Auto,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Device::Cpu => "cpu",
+            Device::Cuda => "cuda",
+            Device::TensorRt => "tensorrt",
+            Device::Auto => "auto",
+        })
+    }
+}
+
+/// ONNX Runtime's graph optimisation level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Optimization {
+    /// None.
+    Disabled,
+    /// Constant folding and redundant node removal.
+    Basic,
+    /// Basic plus node fusions.
+    Extended,
+    /// Everything, layout transformations included (the default).
+    All,
+}
+
+impl Optimization {
+    fn level(self) -> ort::session::builder::GraphOptimizationLevel {
+        use ort::session::builder::GraphOptimizationLevel as Level;
+        match self {
+            Optimization::Disabled => Level::Disable,
+            Optimization::Basic => Level::Level1,
+            Optimization::Extended => Level::Level2,
+            Optimization::All => Level::All,
+        }
+    }
+}
+
+/// How an encoder is loaded. Defaults: CPU, all cores, full graph
+/// optimisation, one session per tower, batches of 32.
+#[derive(Clone, Debug)]
+pub struct EncoderOptions {
+    /// Where to run. Default [`Device::Cpu`].
+    pub device: Device,
+    /// The GPU to use. Default 0.
+    pub device_id: i32,
+    /// Threads per session (default: the cores divided among the sessions).
+    pub intra_threads: Option<usize>,
+    /// Graph optimisation. Default [`Optimization::All`].
+    pub optimization: Optimization,
+    /// Sessions per tower, for concurrent callers. Default 1.
+    pub sessions: usize,
+    /// The largest batch handed to a tower at once. Default 32.
+    pub batch_size: usize,
+    /// The ONNX Runtime library, if not found automatically (see `runtime.rs`).
+    pub runtime: Option<PathBuf>,
+    /// TensorRT's engine and timing cache folder (strongly advised: building
+    /// engines takes minutes). Default: none.
+    pub tensorrt_cache: Option<PathBuf>,
+    /// Let TensorRT run in fp16. Default true.
+    pub tensorrt_fp16: bool,
+}
+
+impl Default for EncoderOptions {
+    fn default() -> EncoderOptions {
+        EncoderOptions {
+            device: Device::Cpu,
+            device_id: 0,
+            intra_threads: None,
+            optimization: Optimization::All,
+            sessions: 1,
+            batch_size: 32,
+            runtime: None,
+            tensorrt_cache: None,
+            tensorrt_fp16: true,
+        }
+    }
+}
+
+/// The execution provider that actually runs the model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Provider {
+    /// The device in use (never `Auto`).
+    pub device: Device,
+    /// Why `auto` fell back to the CPU, when it did.
+    pub fallback: Option<String>,
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.fallback {
+            None => write!(f, "{}", self.device),
+            Some(reason) => write!(f, "{} (auto fell back: {reason})", self.device),
+        }
+    }
+}
+
+/// A loaded CLIP model. `Send + Sync`; clones share the sessions.
+#[derive(Clone)]
+pub struct Encoder {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    folder: ModelFolder,
+    space: EmbeddingSpace,
+    preprocessor: Preprocessor,
+    tokenizer: TextTokenizer,
+    vision: VisionTower,
+    text: TextTower,
+    provider: Provider,
+    runtime: PathBuf,
+    batch_size: usize,
+}
+
+impl Encoder {
+    /// Loads the model folder `dir` (see `schema/model.md`).
+    pub fn load(dir: impl AsRef<Path>, options: &EncoderOptions) -> Result<Encoder> {
+        let folder = ModelFolder::open(dir.as_ref())?;
+        let runtime = runtime::runtime(options.runtime.as_deref())?;
+        let tokenizer = TextTokenizer::load(&folder.tokenizer, folder.context_length)?;
+        let preprocessor = Preprocessor::new(folder.preprocess.clone());
+
+        let (device, fallback) = match options.device {
+            Device::Auto => {
+                match Encoder::towers(&runtime, &folder, &preprocessor, Device::Cuda, options) {
+                    Ok(towers) => {
+                        return Encoder::finish(
+                            folder,
+                            runtime.path,
+                            tokenizer,
+                            preprocessor,
+                            towers,
+                            Device::Cuda,
+                            None,
+                            options,
+                        );
+                    }
+                    Err(e) => {
+                        let reason = session::error_chain(&e);
+                        warn!("device auto: CUDA did not start ({reason}); running on the CPU");
+                        (Device::Cpu, Some(reason))
+                    }
+                }
+            }
+            device => (device, None),
+        };
+        let towers = Encoder::towers(&runtime, &folder, &preprocessor, device, options)?;
+        Encoder::finish(
+            folder,
+            runtime.path,
+            tokenizer,
+            preprocessor,
+            towers,
+            device,
+            fallback,
+            options,
+        )
+    }
+
+    fn towers(
+        runtime: &runtime::Runtime,
+        folder: &ModelFolder,
+        preprocessor: &Preprocessor,
+        device: Device,
+        options: &EncoderOptions,
+    ) -> Result<(VisionTower, TextTower)> {
+        let (pool, inputs, outputs) =
+            session::pool(&runtime.environment, &folder.vision_model, device, options)?;
+        let vision = VisionTower::new(pool, &inputs, &outputs, preprocessor.output_size())?;
+        let (pool, inputs, outputs) =
+            session::pool(&runtime.environment, &folder.text_model, device, options)?;
+        let text = TextTower::new(pool, &inputs, &outputs)?;
+        Ok((vision, text))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn finish(
+        folder: ModelFolder,
+        runtime: PathBuf,
+        tokenizer: TextTokenizer,
+        preprocessor: Preprocessor,
+        (vision, text): (VisionTower, TextTower),
+        device: Device,
+        fallback: Option<String>,
+        options: &EncoderOptions,
+    ) -> Result<Encoder> {
+        // One probe through each tower: finds the dimension and proves the
+        // model runs before anything is built on it.
+        let image_dim = vision
+            .run(&vec![0.0; preprocessor.tensor_len()], 1, 1)?
+            .first()
+            .map_or(0, Vec::len);
+        let probe = tokenizer.encode(&["a photo"])?;
+        let text_dim = text
+            .run(&probe, tokenizer.pad_id(), 1)?
+            .first()
+            .map_or(0, Vec::len);
+        if image_dim != text_dim || image_dim == 0 {
+            return Err(Error::Model {
+                path: folder.root.clone(),
+                problem: ModelProblem::TowerMismatch {
+                    image: image_dim,
+                    text: text_dim,
+                },
+            });
+        }
+        let fingerprint = fingerprint(&folder)?;
+        let space = EmbeddingSpace {
+            model_id: folder.model_id(),
+            dim: image_dim as u32,
+            fingerprint,
+        };
+        let provider = Provider { device, fallback };
+        info!("model {space} on {provider}");
+        Ok(Encoder {
+            inner: Arc::new(Inner {
+                folder,
+                space,
+                preprocessor,
+                tokenizer,
+                vision,
+                text,
+                provider,
+                runtime,
+                batch_size: options.batch_size.max(1),
+            }),
+        })
+    }
+
+    /// The space of the vectors this model makes.
+    pub fn space(&self) -> &EmbeddingSpace {
+        &self.inner.space
+    }
+
+    /// The execution provider in use.
+    pub fn provider(&self) -> &Provider {
+        &self.inner.provider
+    }
+
+    /// The ONNX Runtime library in use.
+    pub fn runtime_path(&self) -> &Path {
+        &self.inner.runtime
+    }
+
+    /// The model folder.
+    pub fn folder(&self) -> &ModelFolder {
+        &self.inner.folder
+    }
+
+    /// The image preprocessing.
+    pub fn preprocessor(&self) -> &Preprocessor {
+        &self.inner.preprocessor
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.inner.tokenizer
+    }
+
+    /// The multiplier of cosine similarities in a zero-shot softmax.
+    pub fn logit_scale(&self) -> f32 {
+        self.inner.folder.logit_scale
+    }
+
+    /// The largest batch given to a tower at once.
+    pub fn batch_size(&self) -> usize {
+        self.inner.batch_size
+    }
+
+    /// Embeds texts.
+    pub fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        self.embed_tokens(&self.inner.tokenizer.encode(texts)?)
+    }
+
+    /// Embeds token id sequences (start and end tokens included).
+    pub fn embed_tokens(&self, ids: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
+        let raw = self
+            .inner
+            .text
+            .run(ids, self.inner.tokenizer.pad_id(), self.inner.batch_size)?;
+        Ok(raw.into_iter().map(normalised).collect())
+    }
+
+    /// Embeds `count` preprocessed images laid out one after another (each
+    /// [`Preprocessor::tensor_len`] long).
+    pub fn embed_pixels(&self, pixels: &[f32], count: usize) -> Result<Vec<Vec<f32>>> {
+        let expected = count * self.inner.preprocessor.tensor_len();
+        if pixels.len() != expected {
+            return Err(Error::DimensionMismatch {
+                expected,
+                found: pixels.len(),
+            });
+        }
+        let raw = self
+            .inner
+            .vision
+            .run(pixels, count, self.inner.batch_size)?;
+        Ok(raw.into_iter().map(normalised).collect())
+    }
+
+    /// Decodes, preprocesses and embeds an image file.
+    pub fn embed_image_file(&self, path: &Path) -> Result<Vec<f32>> {
+        let bytes = std::fs::read(path).map_err(Error::io(path))?;
+        let prepared = self.inner.preprocessor.prepare(&bytes, path)?;
+        Ok(self.embed_pixels(&prepared.pixels, 1)?.remove(0))
+    }
+}
+
+/// The vector scaled to unit length (a zero vector stays zero).
+fn normalised(mut v: Vec<f32>) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+    v
+}
+
+/// BLAKE3 of the towers, the tokenizer and the preprocessing.
+fn fingerprint(folder: &ModelFolder) -> Result<Fingerprint> {
+    let digest = |path: &Path| -> Result<[u8; 32]> {
+        let file = std::fs::File::open(path).map_err(Error::io(path))?;
+        let mut hasher = blake3::Hasher::new();
+        hasher.update_reader(file).map_err(Error::io(path))?;
+        Ok(*hasher.finalize().as_bytes())
+    };
+    let vision = digest(&folder.vision_model)?;
+    let text = digest(&folder.text_model)?;
+    let tokenizer = digest(&folder.tokenizer)?;
+    let preprocess = folder.preprocess.canonical();
+    let context = (folder.context_length as u64).to_le_bytes();
+    Ok(Fingerprint::of_parts([
+        vision.as_slice(),
+        &text,
+        &tokenizer,
+        preprocess.as_bytes(),
+        &context,
+    ]))
+}

@@ -1,0 +1,470 @@
+//! ONNX Runtime sessions for the two towers: building them with the chosen
+//! execution provider, finding their tensor names from the session, and
+//! running them in batches that fit what the export allows.
+//!
+//! `Session::run` needs `&mut`, so each tower keeps a small pool of
+//! sessions in a channel: a caller takes one, runs, and puts it back; the
+//! public handle stays `&self` and `Send + Sync`.
+
+use std::path::{Path, PathBuf};
+
+use crossbeam_channel::{Receiver, Sender};
+use ndarray::{Array2, ArrayView4, Ix2};
+use ort::ep;
+use ort::session::{Session, SessionInputValue};
+use ort::value::{Outlet, TensorElementType, TensorRef};
+
+/// What imgdb needs to know of a model's input or output.
+#[derive(Clone, Debug)]
+pub(crate) struct TensorInfo {
+    name: String,
+    ty: Option<TensorElementType>,
+    shape: Option<Vec<i64>>,
+}
+
+impl TensorInfo {
+    fn of(outlet: &Outlet) -> TensorInfo {
+        TensorInfo {
+            name: outlet.name().to_string(),
+            ty: outlet.dtype().tensor_type(),
+            shape: outlet.dtype().tensor_shape().map(|s| s.to_vec()),
+        }
+    }
+
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+use super::{Device, EncoderOptions};
+use crate::error::{Error, ModelProblem, Result, TensorRole};
+
+/// Names accepted for each tensor, most specific first (the ones Hugging
+/// Face/Xenova, Qdrant, Immich and open_clip exports use).
+const IMAGE_INPUTS: [&str; 4] = ["pixel_values", "image", "input", "images"];
+const IMAGE_OUTPUTS: [&str; 4] = ["image_embeds", "embedding", "embeddings", "image_features"];
+const TEXT_IDS: [&str; 4] = ["input_ids", "text", "input", "tokens"];
+const TEXT_MASK: &str = "attention_mask";
+const TEXT_OUTPUTS: [&str; 4] = ["text_embeds", "embedding", "embeddings", "text_features"];
+
+/// How many items a run may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Batch {
+    /// Any number (the export's batch axis is dynamic).
+    Dynamic,
+    /// Exactly this many (an export fixed at batch 1 is common).
+    Fixed(usize),
+}
+
+impl Batch {
+    fn of(shape: Option<&[i64]>) -> Batch {
+        match shape.and_then(|s| s.first()) {
+            Some(&n) if n > 0 => Batch::Fixed(n as usize),
+            _ => Batch::Dynamic,
+        }
+    }
+}
+
+/// Integer input types of text towers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IdType {
+    I32,
+    I64,
+}
+
+/// A pool of sessions of one model file.
+pub(crate) struct Pool {
+    path: PathBuf,
+    take: Receiver<Session>,
+    give: Sender<Session>,
+}
+
+impl Pool {
+    /// Runs `f` with a session of the pool, waiting for one if all are busy.
+    fn with<R>(&self, f: impl FnOnce(&mut Session) -> Result<R>) -> Result<R> {
+        let mut session = self.take.recv().expect("the pool owns a sender");
+        let result = f(&mut session);
+        self.give.send(session).expect("the pool owns a receiver");
+        result
+    }
+
+    fn onnx_error(&self) -> impl Fn(ort::Error) -> Error + '_ {
+        |source| Error::Onnx {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+/// Builds one session of `path` on `device` (which must not be `Auto`).
+fn session(
+    environment: &ort::environment::Environment,
+    path: &Path,
+    device: Device,
+    options: &EncoderOptions,
+) -> Result<Session> {
+    let onnx = |source: ort::Error| Error::Onnx {
+        path: path.to_path_buf(),
+        source,
+    };
+    let threads = options.intra_threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, |n| n.get()) / options.sessions.max(1)
+    });
+    let mut builder = Session::builder(environment)
+        .map_err(onnx)?
+        .with_optimization_level(options.optimization.level())
+        .map_err(|e| onnx(e.into()))?
+        .with_intra_threads(threads.max(1))
+        .map_err(|e| onnx(e.into()))?;
+    let providers = match device {
+        Device::Cpu | Device::Auto => vec![ep::CPU::default().build()],
+        Device::Cuda => vec![
+            ep::CUDA::default()
+                .with_device_id(options.device_id)
+                .build()
+                .error_on_failure(),
+        ],
+        Device::TensorRt => {
+            let mut trt = ep::TensorRT::default()
+                .with_device_id(options.device_id)
+                .with_fp16(options.tensorrt_fp16);
+            if let Some(cache) = &options.tensorrt_cache {
+                trt = trt
+                    .with_engine_cache(true)
+                    .with_engine_cache_path(cache.display())
+                    .with_timing_cache(true)
+                    .with_timing_cache_path(cache.display());
+            }
+            // CUDA runs what TensorRT cannot take.
+            vec![
+                trt.build().error_on_failure(),
+                ep::CUDA::default()
+                    .with_device_id(options.device_id)
+                    .build(),
+            ]
+        }
+    };
+    builder = builder
+        .with_execution_providers(providers)
+        .map_err(|source| Error::Provider {
+            device,
+            source: source.into(),
+        })?;
+    builder
+        .commit_from_file(path)
+        .map_err(|source| match device {
+            Device::Cpu | Device::Auto => onnx(source),
+            _ => Error::Provider { device, source },
+        })
+}
+
+/// `count` sessions of `path`.
+pub(crate) fn pool(
+    environment: &ort::environment::Environment,
+    path: &Path,
+    device: Device,
+    options: &EncoderOptions,
+) -> Result<(Pool, Vec<TensorInfo>, Vec<TensorInfo>)> {
+    let count = options.sessions.max(1);
+    let (give, take) = crossbeam_channel::bounded(count);
+    let mut inputs = Vec::new();
+    let mut outputs = Vec::new();
+    for _ in 0..count {
+        let session = session(environment, path, device, options)?;
+        inputs = session.inputs().iter().map(TensorInfo::of).collect();
+        outputs = session.outputs().iter().map(TensorInfo::of).collect();
+        give.send(session).expect("room for every session");
+    }
+    Ok((
+        Pool {
+            path: path.to_path_buf(),
+            take,
+            give,
+        },
+        inputs,
+        outputs,
+    ))
+}
+
+fn names(outlets: &[TensorInfo]) -> Vec<String> {
+    outlets.iter().map(|o| o.name().to_string()).collect()
+}
+
+/// The outlet named by the first of `accepted` present, or the only one.
+fn pick<'a>(
+    outlets: &'a [TensorInfo],
+    accepted: &[&str],
+    path: &Path,
+    role: TensorRole,
+) -> Result<&'a TensorInfo> {
+    accepted
+        .iter()
+        .find_map(|name| outlets.iter().find(|o| o.name() == *name))
+        .or(if outlets.len() == 1 {
+            outlets.first()
+        } else {
+            None
+        })
+        .ok_or_else(|| Error::Model {
+            path: path.to_path_buf(),
+            problem: ModelProblem::UnknownTensor {
+                role,
+                found: names(outlets),
+                accepted: accepted.iter().map(|s| s.to_string()).collect(),
+            },
+        })
+}
+
+fn shape(outlet: &TensorInfo) -> Option<&[i64]> {
+    outlet.shape.as_deref()
+}
+
+fn wrong_tensor(path: &Path, outlet: &TensorInfo, expected: &'static str) -> Error {
+    Error::Model {
+        path: path.to_path_buf(),
+        problem: ModelProblem::WrongTensor {
+            name: outlet.name().to_string(),
+            found: format!("{:?} {:?}", outlet.ty, shape(outlet)),
+            expected,
+        },
+    }
+}
+
+/// The image tower.
+pub(crate) struct VisionTower {
+    pool: Pool,
+    input: String,
+    output: String,
+    batch: Batch,
+    /// (height, width) of one input.
+    size: (usize, usize),
+}
+
+impl VisionTower {
+    pub fn new(
+        pool: Pool,
+        inputs: &[TensorInfo],
+        outputs: &[TensorInfo],
+        size: (u32, u32),
+    ) -> Result<VisionTower> {
+        let path = pool.path.clone();
+        let input = pick(inputs, &IMAGE_INPUTS, &path, TensorRole::ImageInput)?;
+        if inputs.len() != 1 {
+            return Err(Error::Model {
+                path,
+                problem: ModelProblem::UnexpectedInputs {
+                    found: names(inputs),
+                    expected: "one image input",
+                },
+            });
+        }
+        let dims = shape(input).unwrap_or_default();
+        let (width, height) = (size.0 as i64, size.1 as i64);
+        let fits = |dim: Option<&i64>, want: i64| dim.is_none_or(|&d| d < 1 || d == want);
+        if input.ty != Some(TensorElementType::Float32)
+            || dims.len() != 4
+            || !fits(dims.get(1), 3)
+            || !fits(dims.get(2), height)
+            || !fits(dims.get(3), width)
+        {
+            return Err(wrong_tensor(
+                &path,
+                input,
+                "float32 [batch, 3, height, width] matching the preprocessing",
+            ));
+        }
+        let output = pick(outputs, &IMAGE_OUTPUTS, &path, TensorRole::ImageOutput)?;
+        Ok(VisionTower {
+            input: input.name().to_string(),
+            output: output.name().to_string(),
+            batch: Batch::of(Some(dims)),
+            size: (size.1 as usize, size.0 as usize),
+            pool,
+        })
+    }
+
+    /// Embeds `count` images given as one CHW tensor after another.
+    pub fn run(&self, pixels: &[f32], count: usize, max_batch: usize) -> Result<Vec<Vec<f32>>> {
+        let (h, w) = self.size;
+        let per_image = 3 * h * w;
+        assert_eq!(pixels.len(), count * per_image);
+        let chunk = match self.batch {
+            Batch::Dynamic => max_batch.max(1),
+            Batch::Fixed(n) => n,
+        };
+        let mut vectors = Vec::with_capacity(count);
+        for start in (0..count).step_by(chunk) {
+            let n = chunk.min(count - start);
+            // A fixed batch larger than what is left is padded with zeros.
+            let rows = if let Batch::Fixed(fixed) = self.batch {
+                fixed
+            } else {
+                n
+            };
+            let mut batch = pixels[start * per_image..(start + n) * per_image].to_vec();
+            batch.resize(rows * per_image, 0.0);
+            let view = ArrayView4::from_shape((rows, 3, h, w), &batch).expect("sized above");
+            let out = self.pool.with(|session| {
+                let tensor = TensorRef::from_array_view(view).map_err(self.pool.onnx_error())?;
+                let outputs = session
+                    .run(ort::inputs![self.input.as_str() => tensor])
+                    .map_err(self.pool.onnx_error())?;
+                embeddings(&outputs[self.output.as_str()], &self.pool)
+            })?;
+            vectors.extend(out.outer_iter().take(n).map(|row| row.to_vec()));
+        }
+        Ok(vectors)
+    }
+}
+
+/// The text tower.
+pub(crate) struct TextTower {
+    pool: Pool,
+    ids: String,
+    id_type: IdType,
+    mask: Option<(String, IdType)>,
+    output: String,
+    batch: Batch,
+    /// A sequence length the export fixes (Immich pads to the context length).
+    fixed_length: Option<usize>,
+}
+
+fn id_type(outlet: &TensorInfo) -> Option<IdType> {
+    match outlet.ty? {
+        TensorElementType::Int64 => Some(IdType::I64),
+        TensorElementType::Int32 => Some(IdType::I32),
+        _ => None,
+    }
+}
+
+impl TextTower {
+    pub fn new(pool: Pool, inputs: &[TensorInfo], outputs: &[TensorInfo]) -> Result<TextTower> {
+        let path = pool.path.clone();
+        let candidates: Vec<TensorInfo> = inputs
+            .iter()
+            .filter(|o| o.name() != TEXT_MASK)
+            .cloned()
+            .collect();
+        let ids = pick(&candidates, &TEXT_IDS, &path, TensorRole::TextInput)?;
+        let mask = inputs.iter().find(|o| o.name() == TEXT_MASK);
+        if inputs.len() > 1 + usize::from(mask.is_some()) {
+            return Err(Error::Model {
+                path,
+                problem: ModelProblem::UnexpectedInputs {
+                    found: names(inputs),
+                    expected: "token ids, and optionally attention_mask",
+                },
+            });
+        }
+        let dims = shape(ids).unwrap_or_default();
+        let id_type = id_type(ids)
+            .filter(|_| dims.len() == 2)
+            .ok_or_else(|| wrong_tensor(&path, ids, "int32 or int64 [batch, sequence]"))?;
+        let mask = match mask {
+            Some(m) => Some((
+                m.name().to_string(),
+                id_type_of_mask(m)
+                    .ok_or_else(|| wrong_tensor(&path, m, "int32 or int64 [batch, sequence]"))?,
+            )),
+            None => None,
+        };
+        let output = pick(outputs, &TEXT_OUTPUTS, &path, TensorRole::TextOutput)?;
+        Ok(TextTower {
+            ids: ids.name().to_string(),
+            id_type,
+            mask,
+            output: output.name().to_string(),
+            batch: Batch::of(Some(dims)),
+            fixed_length: dims.get(1).filter(|&&d| d > 0).map(|&d| d as usize),
+            pool,
+        })
+    }
+
+    /// Embeds token id sequences; `pad` fills shorter sequences.
+    pub fn run(&self, ids: &[Vec<u32>], pad: u32, max_batch: usize) -> Result<Vec<Vec<f32>>> {
+        let chunk = match self.batch {
+            Batch::Dynamic => max_batch.max(1),
+            Batch::Fixed(n) => n,
+        };
+        let mut vectors = Vec::with_capacity(ids.len());
+        for texts in ids.chunks(chunk) {
+            let rows = if let Batch::Fixed(fixed) = self.batch {
+                fixed
+            } else {
+                texts.len()
+            };
+            let longest = texts.iter().map(Vec::len).max().unwrap_or(0);
+            let length = self.fixed_length.unwrap_or(longest).max(1);
+            let mut id_matrix = Array2::<i64>::from_elem((rows, length), i64::from(pad));
+            let mut mask = Array2::<i64>::zeros((rows, length));
+            for (row, text) in texts.iter().enumerate() {
+                for (col, &id) in text.iter().take(length).enumerate() {
+                    id_matrix[(row, col)] = i64::from(id);
+                    mask[(row, col)] = 1;
+                }
+            }
+            let out = self.pool.with(|session| {
+                let onnx = self.pool.onnx_error();
+                let id_i32 = id_matrix.mapv(|v| v as i32);
+                let mask_i32 = mask.mapv(|v| v as i32);
+                let mut inputs = vec![(
+                    self.ids.as_str(),
+                    id_tensor(self.id_type, &id_matrix, &id_i32).map_err(&onnx)?,
+                )];
+                if let Some((name, kind)) = &self.mask {
+                    inputs.push((
+                        name.as_str(),
+                        id_tensor(*kind, &mask, &mask_i32).map_err(&onnx)?,
+                    ));
+                }
+                let outputs = session.run(inputs).map_err(&onnx)?;
+                embeddings(&outputs[self.output.as_str()], &self.pool)
+            })?;
+            vectors.extend(out.outer_iter().take(texts.len()).map(|row| row.to_vec()));
+        }
+        Ok(vectors)
+    }
+}
+
+/// An integer input in the type the model declares.
+fn id_tensor<'a>(
+    kind: IdType,
+    wide: &'a Array2<i64>,
+    narrow: &'a Array2<i32>,
+) -> ort::Result<SessionInputValue<'a>> {
+    Ok(match kind {
+        IdType::I64 => TensorRef::from_array_view(wide.view())?.into(),
+        IdType::I32 => TensorRef::from_array_view(narrow.view())?.into(),
+    })
+}
+
+fn id_type_of_mask(outlet: &TensorInfo) -> Option<IdType> {
+    id_type(outlet).filter(|_| shape(outlet).is_none_or(|s| s.len() == 2))
+}
+
+/// A `[batch, dim]` output as an owned matrix.
+fn embeddings(value: &ort::value::DynValue, pool: &Pool) -> Result<Array2<f32>> {
+    let view = value
+        .try_extract_array::<f32>()
+        .map_err(pool.onnx_error())?;
+    view.to_owned()
+        .into_dimensionality::<Ix2>()
+        .map_err(|_| Error::Model {
+            path: pool.path.clone(),
+            problem: ModelProblem::WrongOutputShape {
+                found: view.shape().to_vec(),
+            },
+        })
+}
+
+/// An error with all its sources, on one line (for the `auto` fallback note).
+pub(crate) fn error_chain(error: &Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
