@@ -169,6 +169,50 @@ pub enum Error {
         id: crate::ImageId,
     },
 
+    /// An image with this id already exists.
+    #[error("an image with id {id} already exists")]
+    ImageExists {
+        /// The id.
+        id: crate::ImageId,
+    },
+
+    /// A `.npy` file could not be read or written.
+    #[error("{path}: cannot read or write .npy")]
+    Npy {
+        /// The file.
+        path: PathBuf,
+        /// ndarray-npy's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// Downloading from the Hugging Face hub failed.
+    #[error("cannot download {file} of {repo} from the hub (HF_ENDPOINT sets another hub)")]
+    Hub {
+        /// The repository.
+        repo: String,
+        /// The file.
+        file: String,
+        /// hf-hub's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    /// A downloaded file does not match its checksum; it was deleted.
+    #[error(
+        "{file} of {repo} does not match its checksum (expected {expected}, got {actual}); it was deleted"
+    )]
+    HubChecksum {
+        /// The repository.
+        repo: String,
+        /// The file.
+        file: String,
+        /// The checksum the hub names the file by.
+        expected: String,
+        /// The checksum of what arrived.
+        actual: String,
+    },
+
     /// No ONNX Runtime library was found.
     #[error("ONNX Runtime {version} was not found; looked in:{searched}\nto fix: {fix}")]
     RuntimeNotFound {

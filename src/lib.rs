@@ -37,18 +37,26 @@
 //! on-disk formats.
 
 mod db;
+mod dupes;
 mod error;
 pub mod eval;
+mod exchange;
 mod filter;
+pub mod hub;
 mod index;
+pub mod ingest;
 mod model;
+mod query;
+mod reindex;
 mod space;
 mod store;
+mod zeroshot;
 
 pub use db::{
     Db, DbOptions, Hit, IndexOrigin, NewImage, Problem, SearchOptions, Stats, VerifyReport,
     WriteBatch, WriteOp,
 };
+pub use dupes::DuplicateGroup;
 pub use error::{Error, ModelProblem, Result, TensorRole, VectorProblem};
 pub use filter::Filter;
 pub use index::IndexParams;
@@ -59,11 +67,14 @@ pub use model::{
     Preprocessor, Provider, ResampleFilter, Resize, SearchedPlace, SearchedPlaces, TextTokenizer,
     Transparency, has_image_extension,
 };
+pub use query::{Query, QueryHit, QueryTerm};
+pub use reindex::ReindexReport;
 pub use space::{EmbeddingSpace, Fingerprint};
 pub use store::Failure;
 pub use store::record::{
     ContentHash, FileEntry, ImageFormat, ImageId, ImageRecord, Tag, Timestamp,
 };
+pub use zeroshot::{TagOptions, ZeroShot};
 
 /// The database format version this build writes (the store layout of
 /// `schema/store.md`). A change to any persisted layout bumps it.

@@ -516,6 +516,7 @@ fn index_changes(batch: &Batch) -> Vec<Change<'_>> {
 
 impl Inner {
     fn open(root: &Path, options: DbOptions) -> Result<Inner> {
+        crate::reindex::finish_interrupted_swap(root)?;
         let created = prepare_dir(root, &options)?;
         let format_version = marker::check(root)?;
         let lock = marker::lock(root)?;

@@ -74,13 +74,10 @@ pub enum WriteOp {
         /// Its new tags.
         tags: Vec<Tag>,
     },
-    /// Replaces an image's vector (re-encoding), keeping everything else.
-    SetVector {
-        /// The image.
-        id: ImageId,
-        /// The new embedding (normalised on write).
-        vector: Vec<f32>,
-    },
+    /// Recreates an image with its id, files, tags and times, and the
+    /// record's vector (normalised on write): what re-indexing into a new
+    /// database does. The id must be free.
+    Restore(ImageRecord),
     /// Records that a file could not be indexed.
     RecordFailure {
         /// The canonical path.
@@ -133,6 +130,21 @@ impl WriteBatch {
 impl From<Vec<WriteOp>> for WriteBatch {
     fn from(ops: Vec<WriteOp>) -> WriteBatch {
         WriteBatch { ops }
+    }
+}
+
+/// Tag labels are keys followed by a zero byte (`schema/store.md`).
+fn check_tags(tags: &[Tag]) -> Result<()> {
+    match tags
+        .iter()
+        .find(|t| t.label.contains('\0') || t.label.is_empty())
+    {
+        Some(tag) => Err(Error::InvalidParameter {
+            name: "tag label",
+            value: format!("{:?}", tag.label),
+            expected: "a non-empty label without NUL characters",
+        }),
+        None => Ok(()),
     }
 }
 
@@ -207,14 +219,11 @@ impl<'s> Pending<'s> {
             WriteOp::Unlink { path } => self.unlink(&path),
             WriteOp::Delete { id } => self.delete(id).map(|()| Some(id)),
             WriteOp::SetTags { id, tags } => {
+                check_tags(&tags)?;
                 self.existing(id)?.tags = tags;
                 Ok(Some(id))
             }
-            WriteOp::SetVector { id, vector } => {
-                let vector = normalized(&vector, self.dim)?;
-                self.existing(id)?.vector = vector;
-                Ok(Some(id))
-            }
+            WriteOp::Restore(record) => self.restore(record).map(Some),
             WriteOp::RecordFailure { path, failure } => {
                 self.cleared_failures.retain(|p| *p != path);
                 self.failures.push((path, failure));
@@ -265,6 +274,7 @@ impl<'s> Pending<'s> {
 
     fn insert(&mut self, image: NewImage) -> Result<ImageId> {
         let vector = normalized(&image.vector, self.dim)?;
+        check_tags(&image.tags)?;
         if let Some(id) = self.id_by_path(&image.path)? {
             let record = self.existing(id)?;
             if record.content_hash == image.content_hash {
@@ -305,6 +315,26 @@ impl<'s> Pending<'s> {
                 after: Some(record),
             },
         );
+        Ok(id)
+    }
+
+    fn restore(&mut self, mut record: ImageRecord) -> Result<ImageId> {
+        record.vector = normalized(&record.vector, self.dim)?;
+        check_tags(&record.tags)?;
+        let id = record.id;
+        if self.record(id)?.is_some() {
+            return Err(Error::ImageExists { id });
+        }
+        for file in &record.files {
+            if self.id_by_path(&file.path)?.is_some() {
+                self.unlink(&file.path)?;
+            }
+            self.paths.insert(file.path.clone(), Some(id));
+        }
+        self.id_by_hash(&record.content_hash)?;
+        self.hashes.entry(record.content_hash).or_default().push(id);
+        self.next_id = self.next_id.max(id.0 + 1);
+        self.touched.get_mut(&id).expect("loaded above").after = Some(record);
         Ok(id)
     }
 

@@ -1,0 +1,582 @@
+//! One function per command: validate the arguments, call the library,
+//! print the result.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use imgdb::ingest::{IngestOptions, IngestReport};
+use imgdb::{
+    Db, Device, Encoder, EncoderOptions, Filter, ImageFormat, Query, QueryTerm, TagOptions,
+    Timestamp, WriteBatch, WriteOp, ZeroShot,
+};
+use serde_json::json;
+
+use crate::Failure;
+use crate::args::{Cli, Command, DebugCommand, ModelCommand, QueryArgs};
+use crate::output::{Out, Progress, hit_json, path_text, timestamp_text};
+
+type Result<T> = std::result::Result<T, Failure>;
+
+pub fn run(cli: Cli) -> Result<()> {
+    let mut out = Out::new();
+    let result = dispatch(&cli, &mut out);
+    out.flush()?;
+    result
+}
+
+fn dispatch(cli: &Cli, out: &mut Out) -> Result<()> {
+    match &cli.command {
+        Command::Ingest(args) => ingest(cli, args, out),
+        Command::Query(args) => query(cli, args, out),
+        Command::Failures(args) => failures(cli, args.json, out),
+        Command::Tag(args) => {
+            let encoder = encoder(cli)?;
+            let db = open_for(cli, &encoder)?;
+            let options = TagOptions {
+                template: args.template.clone(),
+                top: args.top,
+                min_score: args.min_score,
+            };
+            let tagged = db.tag(&encoder, &read_labels(&args.labels)?, &options)?;
+            if args.json {
+                out.json(&json!({"tagged": tagged}))?;
+            } else {
+                out.line(format!("tagged {tagged} images"))?;
+            }
+            Ok(())
+        }
+        Command::Classify(args) => {
+            let encoder = encoder(cli)?;
+            let classifier = ZeroShot::new(&encoder, &read_labels(&args.labels)?, &args.template)?;
+            let tags = classifier.classify_file(&encoder, &args.image)?;
+            for (rank, tag) in tags.iter().take(args.top).enumerate() {
+                if args.json {
+                    out.json(&json!({"rank": rank + 1, "label": tag.label, "score": tag.score}))?;
+                } else {
+                    out.line(format!("{:>3}  {:.4}  {}", rank + 1, tag.score, tag.label))?;
+                }
+            }
+            Ok(())
+        }
+        Command::Dupes(args) => {
+            let db = Db::open(db_path(cli))?;
+            for group in db.near_duplicates(args.threshold)? {
+                let records = group
+                    .ids
+                    .iter()
+                    .map(|&id| db.get(id))
+                    .collect::<imgdb::Result<Vec<_>>>()?;
+                let paths: Vec<String> = records
+                    .iter()
+                    .flatten()
+                    .map(|r| path_text(r.path()))
+                    .collect();
+                if args.json {
+                    let ids: Vec<u64> = group.ids.iter().map(|id| id.0).collect();
+                    out.json(&json!({"ids": ids, "paths": paths, "min_score": group.min_score}))?;
+                } else {
+                    out.line(format!(
+                        "{} images, similarity >= {:.3}:",
+                        paths.len(),
+                        group.min_score
+                    ))?;
+                    for path in paths {
+                        out.line(format!("  {path}"))?;
+                    }
+                }
+            }
+            Ok(())
+        }
+        Command::Stats(args) => stats(cli, args.json, out),
+        Command::Check(args) => check(cli, args.json, out),
+        Command::Rm(args) => rm(cli, &args.paths, out),
+        Command::Reindex => {
+            let encoder = encoder(cli)?;
+            let report = Db::reindex(&db_path(cli), &encoder, |done, total| {
+                tracing::info!("re-encoded {done}/{total}");
+            })?;
+            out.line(format!("re-encoded {} images", report.reindexed))?;
+            for (path, reason) in &report.dropped {
+                eprintln!("dropped {}: {reason}", path.display());
+            }
+            if report.dropped.is_empty() {
+                Ok(())
+            } else {
+                Err(Failure::Partial)
+            }
+        }
+        Command::Export(args) => {
+            let count = Db::open(db_path(cli))?.export(&args.dir)?;
+            out.line(format!("exported {count} images to {}", args.dir.display()))?;
+            Ok(())
+        }
+        Command::Import(args) => {
+            let encoder = encoder(cli)?;
+            let db = Db::open_or_create(db_path(cli), encoder.space().clone())?;
+            let count = db.import(&encoder, &args.dir)?;
+            out.line(format!("imported {count} images"))?;
+            Ok(())
+        }
+        Command::Eval(args) => {
+            let encoder = encoder(cli)?;
+            let report = imgdb::eval::evaluate_image_folder(&encoder, &args.dir, &args.template)?;
+            if args.json {
+                let recall: serde_json::Map<String, serde_json::Value> = report
+                    .text_to_image_recall
+                    .iter()
+                    .map(|(k, r)| (format!("recall@{k}"), json!(r)))
+                    .collect();
+                out.json(&json!({
+                    "classes": report.classes, "images": report.images, "template": report.template,
+                    "zero_shot_accuracy": report.zero_shot_accuracy, "text_to_image": recall,
+                }))?;
+            } else {
+                out.line(format!(
+                    "{} classes, {} images, template {:?}",
+                    report.classes, report.images, report.template
+                ))?;
+                out.line(format!(
+                    "zero-shot accuracy      {:.4}",
+                    report.zero_shot_accuracy
+                ))?;
+                for (k, recall) in &report.text_to_image_recall {
+                    out.line(format!("text->image recall@{k:<3}  {recall:.4}"))?;
+                }
+            }
+            Ok(())
+        }
+        Command::Model(ModelCommand::Pull { name }) => {
+            let repo = name.as_deref().unwrap_or(imgdb::hub::DEFAULT_MODEL);
+            let progress = indicatif::ProgressBar::hidden();
+            if !cli.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+                progress.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+            }
+            let folder = imgdb::hub::pull_model(repo, &imgdb::hub::model_cache(), progress)?;
+            out.line(path_text(&folder))?;
+            Ok(())
+        }
+        Command::Debug(command) => debug(cli, command, out),
+    }
+}
+
+/// The database folder: `--db`, `$IMGDB_DB`, or the XDG data folder.
+fn db_path(cli: &Cli) -> PathBuf {
+    cli.db.clone().unwrap_or_else(|| {
+        std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local").join("share"))
+            })
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join("imgdb")
+            .join("db")
+    })
+}
+
+/// The model folder: `--model`, `$IMGDB_MODEL`, or the one `imgdb model pull` fetched.
+fn model_path(cli: &Cli) -> Result<PathBuf> {
+    if let Some(model) = &cli.model {
+        return Ok(model.clone());
+    }
+    imgdb::hub::cached_model(&imgdb::hub::model_cache(), imgdb::hub::DEFAULT_MODEL).ok_or_else(|| {
+        Failure::Usage(format!(
+            "no model: pass --model DIR (a CLIP model folder in ONNX form, see schema/model.md), \
+             set IMGDB_MODEL, or run `imgdb model pull` to fetch {}",
+            imgdb::hub::DEFAULT_MODEL
+        ))
+    })
+}
+
+fn encoder(cli: &Cli) -> Result<Encoder> {
+    let device = Device::from_name(&cli.device).ok_or_else(|| {
+        Failure::Usage(format!(
+            "--device {}: expected cpu, cuda, tensorrt or auto",
+            cli.device
+        ))
+    })?;
+    let options = EncoderOptions {
+        device,
+        tensorrt_cache: Some(imgdb::hub::model_cache().join("tensorrt")),
+        ..EncoderOptions::default()
+    };
+    Ok(Encoder::load(model_path(cli)?, &options)?)
+}
+
+/// The database, which must exist and hold the encoder's space.
+fn open_for(cli: &Cli, encoder: &Encoder) -> Result<Db> {
+    Ok(Db::options()
+        .space(encoder.space().clone())
+        .open(db_path(cli))?)
+}
+
+fn read_labels(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Failure::Usage(format!("cannot read labels {}: {e}", path.display())))?;
+    let labels: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(String::from)
+        .collect();
+    if labels.is_empty() {
+        return Err(Failure::Usage(format!("{} has no labels", path.display())));
+    }
+    Ok(labels)
+}
+
+fn ingest(cli: &Cli, args: &crate::args::IngestArgs, out: &mut Out) -> Result<()> {
+    let encoder = encoder(cli)?;
+    let db = Db::open_or_create(db_path(cli), encoder.space().clone())?;
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = cancel.clone();
+    // First Ctrl-C: finish cleanly (what is written stays); second: quit.
+    let _ = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::Relaxed) {
+            std::process::exit(130);
+        }
+        eprintln!("stopping: finishing the current batch (Ctrl-C again to quit now)");
+    });
+    let defaults = IngestOptions::default();
+    let options = IngestOptions {
+        workers: args.workers.unwrap_or(defaults.workers),
+        batch_size: args.batch_size,
+        include_hidden: args.hidden,
+        follow_links: args.follow_links,
+        remove_missing: !args.keep_missing,
+        dct_scaling: args.fast_decode.then_some(4),
+        cancel: Some(cancel),
+        ..defaults
+    };
+    let mut progress = Progress::new(args.json, cli.quiet);
+    let report = db.ingest(&encoder, &args.paths, &options, &mut progress)?;
+    progress.finish()?;
+    print_ingest(&report, args.json, cli.quiet, out)?;
+    if report.failures.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Partial)
+    }
+}
+
+fn print_ingest(report: &IngestReport, json: bool, quiet: bool, out: &mut Out) -> Result<()> {
+    let seconds = report.elapsed.as_secs_f64();
+    if json {
+        out.json(&json!({
+            "event": "done", "found": report.found, "indexed": report.indexed, "linked": report.linked,
+            "unchanged": report.unchanged, "removed": report.removed, "failed": report.failures.len(),
+            "cancelled": report.cancelled, "seconds": seconds,
+            "images_per_s": report.indexed as f64 / seconds.max(1e-9),
+        }))?;
+    } else if !quiet {
+        out.line(format!(
+            "{} files: {} indexed, {} linked, {} unchanged, {} removed, {} failed in {:.1}s ({:.1} images/s){}",
+            report.found,
+            report.indexed,
+            report.linked,
+            report.unchanged,
+            report.removed,
+            report.failures.len(),
+            seconds,
+            report.indexed as f64 / seconds.max(1e-9),
+            if report.cancelled { " - stopped early, run again to resume" } else { "" }
+        ))?;
+        for (path, reason) in &report.failures {
+            eprintln!("failed: {}: {reason}", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// `TEXT::WEIGHT` or `TEXT`.
+fn weighted(term: &str) -> Result<(&str, f32)> {
+    match term.rsplit_once("::") {
+        Some((value, weight)) => weight.trim().parse().map(|w| (value, w)).map_err(|_| {
+            Failure::Usage(format!("{term:?}: the weight after `::` is not a number"))
+        }),
+        None => Ok((term, 1.0)),
+    }
+}
+
+fn parse_time(text: &str) -> Result<Timestamp> {
+    if let Ok(ts) = text.parse::<jiff::Timestamp>() {
+        return Ok(Timestamp(ts.as_nanosecond() as i64));
+    }
+    let date: jiff::civil::Date = text.parse().map_err(|_| {
+        Failure::Usage(format!(
+            "{text:?}: expected a date (2024-05-01) or an RFC 3339 time"
+        ))
+    })?;
+    let zoned = date
+        .to_zoned_datetime(jiff::tz::TimeZone::system())
+        .map_err(|e| Failure::Usage(format!("{text:?}: {e}")))?;
+    Ok(Timestamp(zoned.timestamp().as_nanosecond() as i64))
+}
+
+fn query(cli: &Cli, args: &QueryArgs, out: &mut Out) -> Result<()> {
+    let mut terms = Vec::new();
+    if let Some(text) = &args.text {
+        terms.push(QueryTerm::Text {
+            text: text.clone(),
+            weight: 1.0,
+        });
+    }
+    for term in &args.texts {
+        let (text, weight) = weighted(term)?;
+        terms.push(QueryTerm::Text {
+            text: text.to_string(),
+            weight,
+        });
+    }
+    for term in &args.images {
+        let (path, weight) = weighted(term)?;
+        terms.push(QueryTerm::Image {
+            path: PathBuf::from(path),
+            weight,
+        });
+    }
+    for text in &args.minus {
+        terms.push(QueryTerm::Text {
+            text: text.clone(),
+            weight: -1.0,
+        });
+    }
+    if terms.is_empty() {
+        return Err(Failure::Usage(
+            "nothing to search for: give a TEXT, --text or --image".into(),
+        ));
+    }
+    let formats = args
+        .format
+        .iter()
+        .map(|f| {
+            ImageFormat::from_name(f)
+                .ok_or_else(|| Failure::Usage(format!("--format {f}: unknown format")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let under = match &args.under {
+        Some(dir) => Some(
+            dir.canonicalize()
+                .map_err(|e| Failure::Usage(format!("--under {}: {e}", dir.display())))?,
+        ),
+        None => None,
+    };
+    let filter = Filter {
+        under,
+        tag: args.tag.clone(),
+        formats,
+        min_width: args.min_width,
+        min_height: args.min_height,
+        modified_after: args.after.as_deref().map(parse_time).transpose()?,
+        modified_before: args.before.as_deref().map(parse_time).transpose()?,
+        ..Filter::default()
+    };
+    let query = Query {
+        terms,
+        k: args.k,
+        min_score: args.min_score,
+        filter,
+        ef: args.ef,
+    };
+    let encoder = encoder(cli)?;
+    let db = open_for(cli, &encoder)?;
+    let hits = db.query(&encoder, &query)?;
+    for (rank, hit) in hits.iter().enumerate() {
+        if args.json {
+            out.json(&hit_json(rank + 1, hit))?;
+        } else if args.paths {
+            out.line(path_text(&hit.path))?;
+        } else {
+            out.line(format!(
+                "{:>3}  {:.4}  {}",
+                rank + 1,
+                hit.score,
+                path_text(&hit.path)
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+fn failures(cli: &Cli, json: bool, out: &mut Out) -> Result<()> {
+    let db = Db::open(db_path(cli))?;
+    for (path, failure) in db.failures()? {
+        if json {
+            out.json(&json!({
+                "path": path_text(&path), "reason": failure.reason, "bytes": failure.byte_size,
+                "mtime": timestamp_text(failure.mtime), "at": timestamp_text(failure.at),
+            }))?;
+        } else {
+            out.line(format!("{}: {}", path_text(&path), failure.reason))?;
+        }
+    }
+    Ok(())
+}
+
+fn stats(cli: &Cli, json: bool, out: &mut Out) -> Result<()> {
+    let db = Db::open(db_path(cli))?;
+    let stats = db.stats()?;
+    // The provider needs the model; stats work without one.
+    let provider = match model_path(cli) {
+        Ok(_) => match encoder(cli) {
+            Ok(encoder) => encoder.provider().to_string(),
+            Err(_) => "the model does not load".into(),
+        },
+        Err(_) => "no model given".into(),
+    };
+    if json {
+        out.json(&json!({
+            "images": stats.images, "files": stats.files, "failures": stats.failures,
+            "model": stats.space.model_id, "dim": stats.space.dim, "fingerprint": stats.space.fingerprint.to_hex(),
+            "provider": provider, "index_points": stats.index_points, "tombstones": stats.tombstones,
+            "index_origin": format!("{:?}", stats.origin), "store_bytes": stats.store_bytes,
+            "snapshot_bytes": stats.snapshot_bytes, "format_version": stats.format_version,
+            "m": stats.index_params.m, "ef_construction": stats.index_params.ef_construction,
+            "ef_search": stats.index_params.ef_search,
+        }))?;
+    } else {
+        out.line(format!("images        {}", stats.images))?;
+        out.line(format!("files         {}", stats.files))?;
+        out.line(format!("failures      {}", stats.failures))?;
+        out.line(format!("model         {}", stats.space))?;
+        out.line(format!("provider      {provider}"))?;
+        out.line(format!(
+            "index         {} points, {} tombstones, M {}, efConstruction {}",
+            stats.index_points,
+            stats.tombstones,
+            stats.index_params.m,
+            stats.index_params.ef_construction
+        ))?;
+        out.line(format!("store         {} bytes", stats.store_bytes))?;
+        out.line(format!("snapshot      {} bytes", stats.snapshot_bytes))?;
+        out.line(format!("format        {}", stats.format_version))?;
+    }
+    Ok(())
+}
+
+fn check(cli: &Cli, json: bool, out: &mut Out) -> Result<()> {
+    let db = Db::open(db_path(cli))?;
+    let report = db.verify()?;
+    if json {
+        out.json(&json!({
+            "records": report.records, "index_points": report.index_points, "tombstones": report.tombstones,
+            "problems": report.problems.iter().map(|p| format!("{p:?}")).collect::<Vec<_>>(),
+            "clean": report.is_clean(),
+        }))?;
+    } else {
+        for problem in &report.problems {
+            out.line(format!("problem: {problem:?}"))?;
+        }
+        out.line(format!(
+            "{} images, {} index points, {} tombstones: {}",
+            report.records,
+            report.index_points,
+            report.tombstones,
+            if report.is_clean() {
+                "consistent"
+            } else {
+                "INCONSISTENT"
+            }
+        ))?;
+    }
+    if report.is_clean() {
+        Ok(())
+    } else {
+        Err(Failure::Partial)
+    }
+}
+
+fn rm(cli: &Cli, paths: &[PathBuf], out: &mut Out) -> Result<()> {
+    let db = Db::open(db_path(cli))?;
+    let mut batch = WriteBatch::new();
+    let mut missing = false;
+    for path in paths {
+        // A file that is gone can still be named by its absolute path.
+        let path = path
+            .canonicalize()
+            .unwrap_or_else(|_| std::path::absolute(path).unwrap_or(path.clone()));
+        let mut found = false;
+        if db.get_by_path(&path)?.is_some() {
+            batch.push(WriteOp::Unlink { path: path.clone() });
+            found = true;
+        }
+        for (file, _) in db.paths_under(&path)? {
+            batch.push(WriteOp::Unlink { path: file });
+            found = true;
+        }
+        if !found {
+            eprintln!("not indexed: {}", path.display());
+            missing = true;
+        }
+    }
+    let removed = batch.len();
+    db.write(&db.space().clone(), batch)?;
+    out.line(format!("removed {removed} files"))?;
+    if missing {
+        Err(Failure::Partial)
+    } else {
+        Ok(())
+    }
+}
+
+fn debug(cli: &Cli, command: &DebugCommand, out: &mut Out) -> Result<()> {
+    let write_npy = |path: &Path, array: ndarray::Array2<f32>| -> Result<()> {
+        let file = std::fs::File::create(path)?;
+        ndarray_npy::WriteNpyExt::write_npy(&array, std::io::BufWriter::new(file))
+            .map_err(|e| Failure::Output(std::io::Error::other(e)))
+    };
+    match command {
+        DebugCommand::Preprocess {
+            image,
+            config,
+            out: target,
+        } => {
+            let preprocessor = match config {
+                Some(config) => {
+                    let text = std::fs::read_to_string(config)?;
+                    let json: serde_json::Value = serde_json::from_str(&text)
+                        .map_err(|e| Failure::Usage(format!("{}: {e}", config.display())))?;
+                    imgdb::Preprocessor::new(imgdb::PreprocessConfig::from_hugging_face(
+                        &json, config,
+                    )?)
+                }
+                None => encoder(cli)?.preprocessor().clone(),
+            };
+            let bytes = std::fs::read(image)?;
+            let prepared = preprocessor.prepare(&bytes, image)?;
+            let (w, h) = preprocessor.output_size();
+            let tensor =
+                ndarray::Array4::from_shape_vec((1, 3, h as usize, w as usize), prepared.pixels)
+                    .expect("3 x h x w values");
+            let file = std::fs::File::create(target)?;
+            ndarray_npy::WriteNpyExt::write_npy(&tensor, std::io::BufWriter::new(file))
+                .map_err(|e| Failure::Output(std::io::Error::other(e)))?;
+            out.line(format!(
+                "wrote {} (float32 [1, 3, {h}, {w}])",
+                target.display()
+            ))?;
+        }
+        DebugCommand::Embed {
+            image,
+            text,
+            out: target,
+        } => {
+            let encoder = encoder(cli)?;
+            let vector = match (image, text) {
+                (_, Some(text)) => encoder.embed_texts(&[text])?.remove(0),
+                (Some(image), None) => encoder.embed_image_file(image)?,
+                (None, None) => return Err(Failure::Usage("give an IMAGE or --text".into())),
+            };
+            let dim = vector.len();
+            write_npy(
+                target,
+                ndarray::Array2::from_shape_vec((1, dim), vector).expect("one row"),
+            )?;
+            out.line(format!(
+                "wrote {} (float32 [1, {dim}], L2-normalised)",
+                target.display()
+            ))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! Printing: JSON Lines objects (fields in schema/cli.md) and readable
+//! lines, all through one writer so that a closed pipe ends the command
+//! quietly; and the ingest progress bar.
+
+use std::io::{BufWriter, IsTerminal, Stdout, Write};
+use std::path::Path;
+use std::time::Instant;
+
+use imgdb::ingest::{FileOutcome, IngestEvent, IngestObserver};
+use imgdb::{ImageRecord, QueryHit, Tag};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+
+/// Standard output.
+pub struct Out {
+    writer: BufWriter<Stdout>,
+}
+
+impl Out {
+    pub fn new() -> Out {
+        Out {
+            writer: BufWriter::new(std::io::stdout()),
+        }
+    }
+
+    /// One line of text.
+    pub fn line(&mut self, text: impl std::fmt::Display) -> std::io::Result<()> {
+        writeln!(self.writer, "{text}")
+    }
+
+    /// One JSON object on one line.
+    pub fn json(&mut self, value: &Value) -> std::io::Result<()> {
+        writeln!(self.writer, "{value}")
+    }
+
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.writer.flush()
+    }
+}
+
+/// A path for people and JSON (lossy where not UTF-8).
+pub fn path_text(path: &Path) -> String {
+    path.to_string_lossy().into_owned()
+}
+
+pub fn tags_json(tags: &[Tag]) -> Value {
+    Value::Array(
+        tags.iter()
+            .map(|t| json!({"label": t.label, "score": t.score}))
+            .collect(),
+    )
+}
+
+/// The JSON form of an image record (schema/cli.md, "image object").
+pub fn image_json(record: &ImageRecord) -> Value {
+    json!({
+        "id": record.id.0,
+        "path": path_text(record.path()),
+        "paths": record.files.iter().map(|f| path_text(&f.path)).collect::<Vec<_>>(),
+        "width": record.width,
+        "height": record.height,
+        "format": record.format.name(),
+        "bytes": record.byte_size,
+        "mtime": timestamp_text(record.mtime()),
+        "content_hash": record.content_hash.to_hex(),
+        "tags": tags_json(&record.tags),
+    })
+}
+
+pub fn hit_json(rank: usize, hit: &QueryHit) -> Value {
+    let mut value = image_json(&hit.record);
+    let object = value.as_object_mut().expect("an object");
+    object.insert("rank".into(), json!(rank));
+    object.insert("score".into(), json!(hit.score));
+    value
+}
+
+/// RFC 3339 in UTC.
+pub fn timestamp_text(t: imgdb::Timestamp) -> String {
+    jiff::Timestamp::from_nanosecond(i128::from(t.0))
+        .map_or_else(|_| t.0.to_string(), |ts| ts.to_string())
+}
+
+/// Progress of an ingest: a bar on a terminal, JSON events with `--json`,
+/// nothing otherwise.
+pub enum Progress {
+    Bar {
+        bar: ProgressBar,
+        started: Instant,
+        encoded: u64,
+    },
+    Json(Out),
+    Silent,
+}
+
+impl Progress {
+    pub fn new(json: bool, quiet: bool) -> Progress {
+        if json {
+            Progress::Json(Out::new())
+        } else if !quiet && std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template("{bar:30} {pos}/{len} files  {msg}  ETA {eta}")
+                    .expect("a valid template"),
+            );
+            Progress::Bar {
+                bar,
+                started: Instant::now(),
+                encoded: 0,
+            }
+        } else {
+            Progress::Silent
+        }
+    }
+
+    pub fn finish(&mut self) -> std::io::Result<()> {
+        match self {
+            Progress::Bar { bar, .. } => {
+                bar.finish_and_clear();
+                Ok(())
+            }
+            Progress::Json(out) => out.flush(),
+            Progress::Silent => Ok(()),
+        }
+    }
+}
+
+fn outcome_json(outcome: &FileOutcome) -> Value {
+    match outcome {
+        FileOutcome::Unchanged => json!({"outcome": "unchanged"}),
+        FileOutcome::StillFailing => json!({"outcome": "still_failing"}),
+        FileOutcome::Indexed(id) => json!({"outcome": "indexed", "id": id.0}),
+        FileOutcome::Linked(id) => json!({"outcome": "linked", "id": id.0}),
+        FileOutcome::Failed(reason) => json!({"outcome": "failed", "reason": reason}),
+        FileOutcome::Removed => json!({"outcome": "removed"}),
+        _ => json!({"outcome": "other"}),
+    }
+}
+
+impl IngestObserver for Progress {
+    fn event(&mut self, event: &IngestEvent) {
+        match (self, event) {
+            (Progress::Bar { bar, .. }, IngestEvent::Found { files, .. }) => bar.set_length(*files),
+            (
+                Progress::Bar {
+                    bar,
+                    started,
+                    encoded,
+                },
+                IngestEvent::File { outcome, .. },
+            ) => {
+                if !matches!(outcome, FileOutcome::Removed) {
+                    bar.inc(1);
+                }
+                if matches!(outcome, FileOutcome::Indexed(_)) {
+                    *encoded += 1;
+                    let rate = *encoded as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                    bar.set_message(format!("{rate:.1} images/s"));
+                }
+            }
+            (Progress::Json(out), IngestEvent::Found { files, done }) => {
+                let _ = out.json(&json!({"event": "found", "files": files, "done": done}));
+            }
+            (Progress::Json(out), IngestEvent::File { path, outcome }) => {
+                let mut value = json!({"event": "file", "path": path_text(path)});
+                for (k, v) in outcome_json(outcome).as_object().expect("an object") {
+                    value[k] = v.clone();
+                }
+                let _ = out.json(&value);
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! `imgdb model pull`: fetching a model folder from the Hugging Face hub
+//! (`hf-hub`, honouring `HF_ENDPOINT`) into the model cache, and checking
+//! every file against the checksum the hub names it by.
+//!
+//! hf-hub stores each file as `blobs/<etag>` and links it from
+//! `snapshots/<commit>/<name>`: for files kept in Git LFS (the ONNX models)
+//! the etag is the SHA-256 of the content, for the others it is Git's blob
+//! SHA-1. A file whose content does not match is deleted and refused.
+
+use std::path::{Path, PathBuf};
+
+use hf_hub::api::Progress;
+use hf_hub::api::sync::ApiBuilder;
+use sha1::Digest as _;
+
+use crate::error::{Error, Result};
+
+/// The model pulled when none is named: OpenAI's CLIP ViT-B/32 in the
+/// Hugging Face layout, exported to ONNX by Xenova.
+pub const DEFAULT_MODEL: &str = "Xenova/clip-vit-base-patch32";
+
+/// Files every model folder needs (the Hugging Face layout of `schema/model.md`).
+const REQUIRED: [&str; 4] = [
+    "onnx/vision_model.onnx",
+    "onnx/text_model.onnx",
+    "preprocessor_config.json",
+    "tokenizer.json",
+];
+/// Files fetched when the repository has them.
+const OPTIONAL: [&str; 3] = [
+    "config.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+];
+
+/// Where models are cached: `$IMGDB_CACHE`, else `$XDG_CACHE_HOME/imgdb`,
+/// else `~/.cache/imgdb`, then `models/`.
+pub fn model_cache() -> PathBuf {
+    let base = std::env::var_os("IMGDB_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("imgdb")))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("imgdb")))
+        .unwrap_or_else(|| PathBuf::from(".imgdb-cache"));
+    base.join("models")
+}
+
+/// The folder of a model already pulled into `cache`, if any.
+pub fn cached_model(cache: &Path, repo: &str) -> Option<PathBuf> {
+    let repo_cache = hf_hub::Cache::new(cache.to_path_buf()).model(repo.to_string());
+    let file = repo_cache.get(REQUIRED[2])?;
+    file.parent().map(Path::to_path_buf)
+}
+
+/// Downloads `repo` (`owner/name`) into `cache` and returns the model folder.
+/// `progress` is cloned for each file.
+pub fn pull_model<P: Progress + Clone>(repo: &str, cache: &Path, progress: P) -> Result<PathBuf> {
+    let hub_err = |file: &str| {
+        let repo = repo.to_string();
+        let file = file.to_string();
+        move |source: hf_hub::api::sync::ApiError| Error::Hub {
+            repo,
+            file,
+            source: Box::new(source),
+        }
+    };
+    let mut builder = ApiBuilder::new()
+        .with_cache_dir(cache.to_path_buf())
+        .with_progress(false);
+    if let Ok(endpoint) = std::env::var("HF_ENDPOINT") {
+        builder = builder.with_endpoint(endpoint);
+    }
+    let api = builder.build().map_err(hub_err(""))?;
+    let model = api.model(repo.to_string());
+    let mut folder = None;
+    for file in REQUIRED {
+        let path = model
+            .download_with_progress(file, progress.clone())
+            .map_err(hub_err(file))?;
+        verify(&path, repo, file)?;
+        folder.get_or_insert_with(|| snapshot_folder(&path, file));
+    }
+    for file in OPTIONAL {
+        // Absent files are fine; anything else is not.
+        match model.download_with_progress(file, progress.clone()) {
+            Ok(path) => verify(&path, repo, file)?,
+            Err(hf_hub::api::sync::ApiError::RequestError(e))
+                if matches!(*e, ureq::Error::Status(404, _)) => {}
+            Err(e) => return Err(hub_err(file)(e)),
+        }
+    }
+    Ok(folder.expect("at least one required file"))
+}
+
+/// The snapshot folder that holds `file` (which may be in a subfolder).
+fn snapshot_folder(path: &Path, file: &str) -> PathBuf {
+    let depth = Path::new(file).components().count();
+    path.ancestors()
+        .nth(depth)
+        .expect("inside the snapshot")
+        .to_path_buf()
+}
+
+/// Checks a downloaded file against its blob name (SHA-256 for LFS files,
+/// Git's blob SHA-1 for the rest); deletes it when it does not match.
+fn verify(path: &Path, repo: &str, file: &str) -> Result<()> {
+    let blob = std::fs::canonicalize(path).map_err(Error::io(path))?;
+    let etag = blob
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let content = std::fs::read(&blob).map_err(Error::io(&blob))?;
+    let actual = match etag.len() {
+        64 => hex(&sha2::Sha256::digest(&content)),
+        40 => {
+            let mut hasher = sha1::Sha1::new();
+            hasher.update(format!("blob {}\0", content.len()).as_bytes());
+            hasher.update(&content);
+            hex(&hasher.finalize())
+        }
+        _ => {
+            return Err(Error::HubChecksum {
+                repo: repo.to_string(),
+                file: file.to_string(),
+                expected: etag,
+                actual: "no checksum the hub names files by".into(),
+            });
+        }
+    };
+    if actual != etag {
+        let _ = std::fs::remove_file(&blob);
+        let _ = std::fs::remove_file(path);
+        return Err(Error::HubChecksum {
+            repo: repo.to_string(),
+            file: file.to_string(),
+            expected: etag,
+            actual,
+        });
+    }
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,655 @@
+//! The `imgdb` command line end to end, on a temporary copy of the fixtures
+//! with the tiny model: ingest, queries, incremental re-ingest, moves,
+//! deletions, failures, JSON output, tags, export/import, eval, model pull
+//! from a local mock hub, re-indexing and exit codes.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A temporary world: a copy of the shapes, a database folder, a cache.
+struct World {
+    dir: tempfile::TempDir,
+}
+
+impl World {
+    fn new() -> World {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(
+            &root().join("fixtures/eval/shapes"),
+            &dir.path().join("photos/shapes"),
+        );
+        World { dir }
+    }
+
+    fn photos(&self) -> PathBuf {
+        self.dir.path().join("photos")
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.path().join("db")
+    }
+
+    /// `imgdb --db <db> --model tiny-clip ARGS`.
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_with(&root().join("fixtures/models/tiny-clip"), args)
+    }
+
+    fn run_with(&self, model: &Path, args: &[&str]) -> Output {
+        let output = self
+            .command()
+            .arg("--model")
+            .arg(model)
+            .args(args)
+            .output()
+            .unwrap();
+        println!(
+            "$ imgdb {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    fn command(&self) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_imgdb"));
+        command
+            .arg("--db")
+            .arg(self.db())
+            .env("IMGDB_CACHE", self.dir.path().join("cache"))
+            .env_remove("IMGDB_MODEL")
+            .env_remove("IMGDB_DB");
+        command
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert_eq!(output.status.code(), Some(0), "imgdb {args:?} failed");
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    fn json_lines(&self, args: &[&str]) -> Vec<Value> {
+        self.ok(args)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+            .collect()
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+fn done_event(lines: &[Value]) -> &Value {
+    lines
+        .iter()
+        .find(|l| l["event"] == "done")
+        .expect("a done event")
+}
+
+fn paths(hits: &[Value]) -> Vec<String> {
+    hits.iter()
+        .map(|h| h["path"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Fields schema/cli.md promises on a query result line.
+fn check_hit_fields(hit: &Value) {
+    for field in [
+        "rank",
+        "id",
+        "score",
+        "path",
+        "paths",
+        "width",
+        "height",
+        "format",
+        "bytes",
+        "mtime",
+        "content_hash",
+        "tags",
+    ] {
+        assert!(
+            hit.get(field).is_some(),
+            "query line lacks `{field}`: {hit}"
+        );
+    }
+    assert!(hit["score"].is_number() && hit["id"].is_u64() && hit["path"].is_string());
+}
+
+#[test]
+fn ingest_query_and_keep_up_with_the_folder() {
+    let world = World::new();
+    let photos = world.photos().to_string_lossy().into_owned();
+
+    let first = world.json_lines(&["ingest", &photos, "--json"]);
+    let done = done_event(&first);
+    assert_eq!(
+        (done["found"].as_u64(), done["indexed"].as_u64()),
+        (Some(180), Some(180))
+    );
+    assert!(
+        first
+            .iter()
+            .any(|l| l["event"] == "file" && l["outcome"] == "indexed")
+    );
+
+    // Text: red circles first.
+    let hits = world.json_lines(&["query", "a red circle", "-k", "8", "--json"]);
+    assert_eq!(hits.len(), 8);
+    hits.iter().for_each(check_hit_fields);
+    for path in paths(&hits) {
+        assert!(path.contains("red_circle"), "{path} is not a red circle");
+    }
+    assert!(
+        hits.windows(2)
+            .all(|w| w[0]["score"].as_f64() >= w[1]["score"].as_f64())
+    );
+
+    // Image: the image itself first.
+    let probe = world
+        .photos()
+        .join("shapes/large_blue_square_on_black/0.png");
+    let hits = world.json_lines(&[
+        "query",
+        "--image",
+        &probe.to_string_lossy(),
+        "-k",
+        "3",
+        "--json",
+    ]);
+    assert_eq!(
+        hits[0]["path"].as_str().unwrap(),
+        probe.canonicalize().unwrap().to_string_lossy()
+    );
+    assert!(hits[0]["score"].as_f64().unwrap() > 0.999);
+    let original_id = hits[0]["id"].as_u64().unwrap();
+
+    // --paths prints paths only, the table ranks and scores.
+    let listed = world.ok(&["query", "a green triangle", "-k", "2", "--paths"]);
+    assert!(listed.lines().all(|l| Path::new(l).is_file()), "{listed}");
+    let table = world.ok(&["query", "a green triangle", "-k", "2"]);
+    assert!(
+        table.lines().next().unwrap().trim_start().starts_with("1 "),
+        "{table}"
+    );
+
+    // Re-ingest decodes nothing.
+    let again = world.json_lines(&["ingest", &photos, "--json"]);
+    let done = done_event(&again);
+    assert_eq!(
+        (done["indexed"].as_u64(), done["unchanged"].as_u64()),
+        (Some(0), Some(180))
+    );
+
+    // A moved file keeps its id; a deleted one disappears.
+    let moved = world.photos().join("moved.png");
+    std::fs::rename(&probe, &moved).unwrap();
+    let deleted = world
+        .photos()
+        .join("shapes/small_red_circle_on_white/0.png");
+    std::fs::remove_file(&deleted).unwrap();
+    let after = world.json_lines(&["ingest", &photos, "--json"]);
+    let done = done_event(&after);
+    assert_eq!(
+        done["indexed"].as_u64(),
+        Some(0),
+        "a move must not re-encode"
+    );
+    assert_eq!(done["linked"].as_u64(), Some(1));
+    assert_eq!(
+        done["removed"].as_u64(),
+        Some(2),
+        "the old path and the deleted file"
+    );
+    let hits = world.json_lines(&[
+        "query",
+        "--image",
+        &moved.to_string_lossy(),
+        "-k",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(hits[0]["id"].as_u64(), Some(original_id));
+    assert_eq!(
+        hits[0]["path"].as_str().unwrap(),
+        moved.canonicalize().unwrap().to_string_lossy()
+    );
+    let all = world.json_lines(&["query", "a red circle", "-k", "200", "--json"]);
+    assert_eq!(all.len(), 179);
+    assert!(
+        !paths(&all)
+            .iter()
+            .any(|p| p.ends_with("small_red_circle_on_white/0.png"))
+    );
+
+    // A copy is the same image with two paths.
+    let copy = world.photos().join("copy.png");
+    std::fs::copy(&moved, &copy).unwrap();
+    let done = done_event(&world.json_lines(&["ingest", &photos, "--json"])).clone();
+    assert_eq!(done["linked"].as_u64(), Some(1));
+    let hits = world.json_lines(&[
+        "query",
+        "--image",
+        &copy.to_string_lossy(),
+        "-k",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(hits[0]["id"].as_u64(), Some(original_id));
+    assert_eq!(hits[0]["paths"].as_array().unwrap().len(), 2);
+
+    // stats and check.
+    let stats = world.json_lines(&["stats", "--json"]);
+    assert_eq!(stats[0]["images"].as_u64(), Some(179));
+    assert_eq!(stats[0]["provider"].as_str(), Some("cpu"));
+    world.ok(&["check"]);
+
+    // rm removes from the database, not from the disk.
+    world.ok(&["rm", &copy.to_string_lossy()]);
+    assert!(copy.exists());
+    let hits = world.json_lines(&[
+        "query",
+        "--image",
+        &moved.to_string_lossy(),
+        "-k",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(hits[0]["paths"].as_array().unwrap().len(), 1);
+    let unknown = world.run(&["rm", "/nowhere/at/all.png"]);
+    assert_eq!(unknown.status.code(), Some(1));
+}
+
+#[test]
+fn a_corrupt_file_is_listed_and_the_rest_is_searchable() {
+    let world = World::new();
+    let bad = world.photos().join("broken.jpg");
+    std::fs::write(&bad, b"\xff\xd8\xff\xe0 this is not a JPEG").unwrap();
+    let truncated = world.photos().join("truncated.png");
+    let png = std::fs::read(
+        world
+            .photos()
+            .join("shapes/large_red_circle_on_black/0.png"),
+    )
+    .unwrap();
+    std::fs::write(&truncated, &png[..png.len() / 2]).unwrap();
+
+    let output = world.run(&["ingest", &world.photos().to_string_lossy()]);
+    assert_eq!(output.status.code(), Some(1), "partial success");
+    let failures = world.json_lines(&["failures", "--json"]);
+    let failed: Vec<&str> = failures
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert!(
+        failed.iter().any(|p| p.ends_with("broken.jpg"))
+            && failed.iter().any(|p| p.ends_with("truncated.png"))
+    );
+    assert!(
+        failures
+            .iter()
+            .all(|f| f["reason"].as_str().is_some_and(|r| !r.is_empty()))
+    );
+    let hits = world.json_lines(&["query", "a yellow square", "-k", "3", "--json"]);
+    assert!(paths(&hits).iter().all(|p| p.contains("yellow_square")));
+
+    // Unchanged failures are not retried; a fixed file is indexed.
+    let again = world.json_lines(&["ingest", &world.photos().to_string_lossy(), "--json"]);
+    let done = done_event(&again);
+    assert_eq!(
+        (done["failed"].as_u64(), done["indexed"].as_u64()),
+        (Some(0), Some(0))
+    );
+    std::fs::write(&truncated, &png).unwrap();
+    let fixed = world.json_lines(&["ingest", &world.photos().to_string_lossy(), "--json"]);
+    assert_eq!(
+        done_event(&fixed)["linked"].as_u64(),
+        Some(1),
+        "same bytes as an indexed file"
+    );
+    assert_eq!(world.json_lines(&["failures", "--json"]).len(), 1);
+}
+
+#[test]
+fn tags_filter_queries() {
+    let world = World::new();
+    world.ok(&["ingest", &world.photos().to_string_lossy()]);
+    let labels = world.dir.path().join("labels.txt");
+    let mut text = String::new();
+    for colour in ["red", "green", "blue", "yellow", "purple"] {
+        for shape in ["circle", "square", "triangle"] {
+            text.push_str(&format!("{colour} {shape}\n"));
+        }
+    }
+    std::fs::write(&labels, text).unwrap();
+    world.ok(&[
+        "tag",
+        "--labels",
+        &labels.to_string_lossy(),
+        "--template",
+        "a {}",
+    ]);
+    let hits = world.json_lines(&[
+        "query",
+        "a shape",
+        "--tag",
+        "red circle",
+        "-k",
+        "50",
+        "--json",
+    ]);
+    assert!(hits.len() >= 10, "only {} red circles tagged", hits.len());
+    for hit in &hits {
+        assert!(
+            hit["path"].as_str().unwrap().contains("red_circle"),
+            "{}",
+            hit["path"]
+        );
+        assert_eq!(hit["tags"][0]["label"], "red circle");
+    }
+    // Other filters: format and folder.
+    let pngs = world.json_lines(&["query", "a shape", "--format", "png", "-k", "200", "--json"]);
+    assert_eq!(pngs.len(), 90);
+    assert!(pngs.iter().all(|h| h["format"] == "png"));
+    let under = world.photos().join("shapes/large_green_triangle_on_gray");
+    let inside = world.json_lines(&[
+        "query",
+        "a circle",
+        "--under",
+        &under.to_string_lossy(),
+        "--json",
+    ]);
+    assert_eq!(inside.len(), 2);
+
+    let ranked = world.json_lines(&[
+        "classify",
+        &world
+            .photos()
+            .join("shapes/small_purple_square_on_white/0.png")
+            .to_string_lossy(),
+        "--labels",
+        &labels.to_string_lossy(),
+        "--template",
+        "a {}",
+        "--json",
+    ]);
+    assert_eq!(ranked[0]["label"], "purple square");
+}
+
+#[test]
+fn export_then_import_gives_the_same_answers() {
+    let world = World::new();
+    world.ok(&["ingest", &world.photos().to_string_lossy()]);
+    let export = world.dir.path().join("export");
+    world.ok(&["export", &export.to_string_lossy()]);
+    assert!(
+        export.join("img_emb/img_emb_0.npy").is_file()
+            && export.join("metadata/metadata_0.jsonl").is_file()
+    );
+
+    let other = World {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    other.ok(&["import", &export.to_string_lossy()]);
+    for text in [
+        "a red circle",
+        "a large blue square on black",
+        "a purple shape on gray",
+    ] {
+        let a = world.json_lines(&["query", text, "-k", "10", "--json"]);
+        let b = other.json_lines(&["query", text, "-k", "10", "--json"]);
+        assert_eq!(paths(&a), paths(&b), "{text}");
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x["score"].as_f64().unwrap() - y["score"].as_f64().unwrap()).abs() < 1e-6);
+        }
+    }
+    // Another model's export is refused.
+    let micro = micro_model(&world);
+    let refused = other.run_with(&micro, &["import", &export.to_string_lossy()]);
+    assert_eq!(refused.status.code(), Some(2));
+}
+
+#[test]
+fn eval_reproduces_the_tiny_models_figures() {
+    let world = World::new();
+    let report = world.json_lines(&[
+        "eval",
+        &root().join("fixtures/eval/shapes").to_string_lossy(),
+        "--template",
+        "a {}",
+        "--json",
+    ]);
+    assert_eq!(report[0]["classes"].as_u64(), Some(90));
+    assert!(report[0]["text_to_image"]["recall@1"].as_f64().unwrap() >= 0.9);
+    assert_eq!(report[0]["text_to_image"]["recall@5"].as_f64(), Some(1.0));
+    let table = world.ok(&[
+        "eval",
+        &root().join("fixtures/eval/shapes").to_string_lossy(),
+        "--template",
+        "a {}",
+    ]);
+    assert!(
+        table.contains("recall@1") && table.contains("zero-shot accuracy"),
+        "{table}"
+    );
+}
+
+/// The dim-32 micro model with the tiny model's tokenizer.
+fn micro_model(world: &World) -> PathBuf {
+    let micro = world.dir.path().join("micro");
+    copy_dir(&root().join("fixtures/models/micro-clip-dim32"), &micro);
+    for file in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    ] {
+        std::fs::copy(
+            root().join("fixtures/models/tiny-clip").join(file),
+            micro.join(file),
+        )
+        .unwrap();
+    }
+    micro
+}
+
+#[test]
+fn a_model_change_is_refused_until_reindex() {
+    let world = World::new();
+    world.ok(&["ingest", &world.photos().to_string_lossy()]);
+    let micro = micro_model(&world);
+    let refused = world.run_with(&micro, &["query", "a red circle"]);
+    assert_eq!(refused.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        message.contains("tiny-clip") && message.contains("micro") && message.contains("reindex"),
+        "{message}"
+    );
+
+    let reindexed = world.run_with(&micro, &["reindex"]);
+    assert_eq!(reindexed.status.code(), Some(0));
+    let stats = world.run_with(&micro, &["stats", "--json"]);
+    let stats: Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(
+        (stats["images"].as_u64(), stats["dim"].as_u64()),
+        (Some(180), Some(32))
+    );
+    assert_eq!(
+        world
+            .run_with(&micro, &["query", "a red circle"])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(world.run(&["query", "a red circle"]).status.code(), Some(2));
+    assert_eq!(world.run_with(&micro, &["check"]).status.code(), Some(0));
+}
+
+#[test]
+fn model_pull_fetches_from_the_hub_and_becomes_the_default() {
+    let world = World::new();
+    let hub = common::hub::serve(root().join("fixtures/models/tiny-clip"), None);
+    let pull = world
+        .command()
+        .args(["model", "pull"])
+        .env("HF_ENDPOINT", &hub.endpoint)
+        .output()
+        .unwrap();
+    assert_eq!(
+        pull.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&pull.stderr)
+    );
+    let folder = PathBuf::from(String::from_utf8(pull.stdout).unwrap().trim());
+    assert!(
+        folder.join("onnx/vision_model.onnx").exists(),
+        "{}",
+        folder.display()
+    );
+    // No --model: the pulled default is used.
+    let ingest = world
+        .command()
+        .args(["ingest", &world.photos().to_string_lossy()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        ingest.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&ingest.stderr)
+    );
+    let query = world
+        .command()
+        .args(["query", "a red circle", "-k", "3", "--paths"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&query.stdout)
+            .lines()
+            .all(|p| p.contains("red_circle"))
+    );
+
+    // A file that does not match its checksum is refused and deleted.
+    let bad_hub = common::hub::serve(
+        root().join("fixtures/models/tiny-clip"),
+        Some("onnx/text_model.onnx"),
+    );
+    let bad = world
+        .command()
+        .args(["model", "pull", "someone/broken-clip"])
+        .env("HF_ENDPOINT", &bad_hub.endpoint)
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("checksum"));
+}
+
+#[test]
+fn usage_errors_and_closed_pipes() {
+    let world = World::new();
+    let no_model = world.command().args(["query", "a dog"]).output().unwrap();
+    assert_eq!(no_model.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_model.stderr).contains("imgdb model pull"));
+
+    let no_db = world.run(&["query", "a dog"]);
+    assert_eq!(no_db.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_db.stderr).contains("no imgdb database"));
+
+    world.ok(&["ingest", &world.photos().to_string_lossy()]);
+    // A reader that stops after one line: success, not an error.
+    let mut child = world
+        .command()
+        .arg("--model")
+        .arg(root().join("fixtures/models/tiny-clip"))
+        .args(["query", "a shape", "-k", "180"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let bad_weight = world.run(&["query", "--text", "a dog::heavy"]);
+    assert_eq!(bad_weight.status.code(), Some(2));
+}
+
+#[test]
+fn near_duplicates_are_grouped() {
+    let world = World::new();
+    let source = world
+        .photos()
+        .join("shapes/large_yellow_triangle_on_black/0.png");
+    let near = world.photos().join("near.jpg");
+    image::open(&source).unwrap().to_rgb8().save(&near).unwrap();
+    world.ok(&["ingest", &world.photos().to_string_lossy()]);
+    let groups = world.json_lines(&["dupes", "--threshold", "0.99", "--json"]);
+    let group = groups
+        .iter()
+        .find(|g| {
+            g["paths"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p.as_str().unwrap().ends_with("near.jpg"))
+        })
+        .expect("the re-encoded copy is in a group");
+    assert!(group["paths"].as_array().unwrap().iter().any(|p| {
+        p.as_str()
+            .unwrap()
+            .ends_with("large_yellow_triangle_on_black/0.png")
+    }));
+}
+
+#[test]
+fn debug_commands_write_npy() {
+    let world = World::new();
+    let image = world
+        .photos()
+        .join("shapes/small_green_circle_on_gray/0.png");
+    let tensor = world.dir.path().join("input.npy");
+    world.ok(&[
+        "debug",
+        "preprocess",
+        &image.to_string_lossy(),
+        "--out",
+        &tensor.to_string_lossy(),
+    ]);
+    let input: ndarray::Array4<f32> = ndarray_npy::read_npy(&tensor).unwrap();
+    assert_eq!(input.shape(), &[1, 3, 64, 64]);
+    let vector = world.dir.path().join("vector.npy");
+    world.ok(&[
+        "debug",
+        "embed",
+        "--text",
+        "a green circle",
+        "--out",
+        &vector.to_string_lossy(),
+    ]);
+    let v: ndarray::Array2<f32> = ndarray_npy::read_npy(&vector).unwrap();
+    assert_eq!(v.shape(), &[1, 64]);
+    assert!((v.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-5);
+}
