@@ -489,6 +489,19 @@ impl std::fmt::Display for VectorProblem {
 }
 
 impl Error {
+    /// The error and all its causes on one line, `: `-separated (for failure
+    /// records and fallback notes, where there is no room for a list).
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+
     /// Wraps an I/O error with the path it happened on.
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();

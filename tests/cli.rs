@@ -76,6 +76,19 @@ impl World {
         String::from_utf8(output.stdout).unwrap()
     }
 
+    /// The best match of an image query.
+    fn top_hit(&self, image: &Path) -> Value {
+        self.json_lines(&[
+            "query",
+            "--image",
+            &image.to_string_lossy(),
+            "-k",
+            "1",
+            "--json",
+        ])
+        .remove(0)
+    }
+
     fn json_lines(&self, args: &[&str]) -> Vec<Value> {
         self.ok(args)
             .lines()
@@ -218,17 +231,10 @@ fn ingest_query_and_keep_up_with_the_folder() {
         Some(2),
         "the old path and the deleted file"
     );
-    let hits = world.json_lines(&[
-        "query",
-        "--image",
-        &moved.to_string_lossy(),
-        "-k",
-        "1",
-        "--json",
-    ]);
-    assert_eq!(hits[0]["id"].as_u64(), Some(original_id));
+    let hit = world.top_hit(&moved);
+    assert_eq!(hit["id"].as_u64(), Some(original_id));
     assert_eq!(
-        hits[0]["path"].as_str().unwrap(),
+        hit["path"].as_str().unwrap(),
         moved.canonicalize().unwrap().to_string_lossy()
     );
     let all = world.json_lines(&["query", "a red circle", "-k", "200", "--json"]);
@@ -244,16 +250,9 @@ fn ingest_query_and_keep_up_with_the_folder() {
     std::fs::copy(&moved, &copy).unwrap();
     let done = done_event(&world.json_lines(&["ingest", &photos, "--json"])).clone();
     assert_eq!(done["linked"].as_u64(), Some(1));
-    let hits = world.json_lines(&[
-        "query",
-        "--image",
-        &copy.to_string_lossy(),
-        "-k",
-        "1",
-        "--json",
-    ]);
-    assert_eq!(hits[0]["id"].as_u64(), Some(original_id));
-    assert_eq!(hits[0]["paths"].as_array().unwrap().len(), 2);
+    let hit = world.top_hit(&copy);
+    assert_eq!(hit["id"].as_u64(), Some(original_id));
+    assert_eq!(hit["paths"].as_array().unwrap().len(), 2);
 
     // stats and check.
     let stats = world.json_lines(&["stats", "--json"]);
@@ -264,15 +263,8 @@ fn ingest_query_and_keep_up_with_the_folder() {
     // rm removes from the database, not from the disk.
     world.ok(&["rm", &copy.to_string_lossy()]);
     assert!(copy.exists());
-    let hits = world.json_lines(&[
-        "query",
-        "--image",
-        &moved.to_string_lossy(),
-        "-k",
-        "1",
-        "--json",
-    ]);
-    assert_eq!(hits[0]["paths"].as_array().unwrap().len(), 1);
+    let hit = world.top_hit(&moved);
+    assert_eq!(hit["paths"].as_array().unwrap().len(), 1);
     let unknown = world.run(&["rm", "/nowhere/at/all.png"]);
     assert_eq!(unknown.status.code(), Some(1));
 }

@@ -215,22 +215,37 @@ fn gpu_devices_fail_clearly_and_auto_falls_back() {
     assert!(reason.to_lowercase().contains("cuda"), "{reason}");
 }
 
+/// Copies `source` to `dir/name`, lets `edit` break it, and returns the
+/// error loading it gives.
+fn load_broken(dir: &Path, source: &Path, name: &str, edit: impl FnOnce(&Path)) -> Error {
+    let folder = dir.join(name);
+    copy_dir(source, &folder);
+    edit(&folder);
+    match Encoder::load(&folder, &EncoderOptions::default()) {
+        Ok(_) => panic!("{name}: a broken folder loaded"),
+        Err(e) => e,
+    }
+}
+
 #[test]
 fn broken_model_folders_name_the_file() {
     let dir = tempfile::tempdir().unwrap();
+    let immich = root().join("fixtures/models/tiny-clip-immich");
+    let write = |file: &'static str, text: &'static [u8]| {
+        move |folder: &Path| std::fs::write(folder.join(file), text).unwrap()
+    };
 
-    let missing = dir.path().join("missing");
-    copy_dir(&tiny(), &missing);
-    std::fs::remove_file(missing.join("onnx/text_model.onnx")).unwrap();
-    match Encoder::load(&missing, &EncoderOptions::default()) {
-        Err(Error::Model {
+    match load_broken(dir.path(), &tiny(), "missing", |f| {
+        std::fs::remove_file(f.join("onnx/text_model.onnx")).unwrap()
+    }) {
+        Error::Model {
             path,
             problem: ModelProblem::MissingFile { layout },
-        }) => {
+        } => {
             assert!(path.ends_with("onnx/text_model.onnx"), "{}", path.display());
             assert_eq!(layout, Layout::HuggingFace);
         }
-        other => panic!("expected a missing file, got {:?}", other.err()),
+        other => panic!("expected a missing file, got {other}"),
     }
 
     let nothing = dir.path().join("nothing");
@@ -251,16 +266,10 @@ fn broken_model_folders_name_the_file() {
     );
     assert!(err.to_string().contains("weights.bin"), "{err}");
 
-    let mixed = dir.path().join("mixed");
-    copy_dir(&tiny(), &mixed);
-    std::fs::copy(
-        root().join("fixtures/models/micro-clip-dim32/onnx/text_model.onnx"),
-        mixed.join("onnx/text_model.onnx"),
-    )
-    .unwrap();
-    let err = Encoder::load(&mixed, &EncoderOptions::default())
-        .err()
-        .unwrap();
+    let err = load_broken(dir.path(), &tiny(), "mixed", |f| {
+        let micro = root().join("fixtures/models/micro-clip-dim32/onnx/text_model.onnx");
+        std::fs::copy(micro, f.join("onnx/text_model.onnx")).unwrap();
+    });
     assert!(
         matches!(
             err,
@@ -275,24 +284,21 @@ fn broken_model_folders_name_the_file() {
         "{err}"
     );
 
-    let bad_json = dir.path().join("bad-json");
-    copy_dir(&tiny(), &bad_json);
-    std::fs::write(bad_json.join("preprocessor_config.json"), b"{ not json").unwrap();
-    let err = Encoder::load(&bad_json, &EncoderOptions::default())
-        .err()
-        .unwrap();
+    let err = load_broken(
+        dir.path(),
+        &tiny(),
+        "bad-json",
+        write("preprocessor_config.json", b"{ not json"),
+    );
     assert!(matches!(err, Error::ModelConfig { .. }), "{err}");
 
-    let bad_size = dir.path().join("bad-size");
-    copy_dir(&tiny(), &bad_size);
-    std::fs::write(
-        bad_size.join("preprocessor_config.json"),
-        br#"{"size": {"shortest_edge": 64}, "do_center_crop": false}"#,
-    )
-    .unwrap();
-    let err = Encoder::load(&bad_size, &EncoderOptions::default())
-        .err()
-        .unwrap();
+    let no_crop = br#"{"size": {"shortest_edge": 64}, "do_center_crop": false}"#;
+    let err = load_broken(
+        dir.path(),
+        &tiny(),
+        "bad-size",
+        write("preprocessor_config.json", no_crop),
+    );
     assert!(
         matches!(
             err,
@@ -304,19 +310,13 @@ fn broken_model_folders_name_the_file() {
         "{err}"
     );
 
-    let wrong_size = dir.path().join("wrong-size");
-    copy_dir(
-        &root().join("fixtures/models/tiny-clip-immich"),
-        &wrong_size,
+    let other_size = br#"{"size": [96, 96], "resize_mode": "shortest"}"#;
+    let err = load_broken(
+        dir.path(),
+        &immich,
+        "wrong-size",
+        write("visual/preprocess_cfg.json", other_size),
     );
-    std::fs::write(
-        wrong_size.join("visual/preprocess_cfg.json"),
-        br#"{"size": [96, 96], "resize_mode": "shortest"}"#,
-    )
-    .unwrap();
-    let err = Encoder::load(&wrong_size, &EncoderOptions::default())
-        .err()
-        .unwrap();
     assert!(
         matches!(
             err,

@@ -288,22 +288,10 @@ fn classify(db: &Db, preprocessor: &Preprocessor, job: Job) -> Result<Classified
             clear_failure,
         }),
         Err(e) => Classified::Writer(ToWriter::Failed {
-            reason: error_text(&e),
+            reason: e.chain(),
             job,
         }),
     })
-}
-
-/// An error and its causes on one line, for failure records.
-fn error_text(error: &Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Embeds decoded images in batches; returns the time spent in the model.

@@ -200,7 +200,7 @@ impl Encoder {
                         );
                     }
                     Err(e) => {
-                        let reason = session::error_chain(&e);
+                        let reason = e.chain();
                         warn!("device auto: CUDA did not start ({reason}); running on the CPU");
                         (Device::Cpu, Some(reason))
                     }

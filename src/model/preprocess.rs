@@ -442,16 +442,15 @@ impl Preprocessor {
         let (inner_left, inner_top) = (left.max(0) as u32, top.max(0) as u32);
         let inner_w = crop_w.min(resized_w);
         let inner_h = crop_h.min(resized_h);
-        let inner = resample::resize_and_crop(
-            rgb,
-            resized_w,
-            resized_h,
-            inner_left,
-            inner_top,
-            inner_w,
-            inner_h,
-            self.config.filter,
-        );
+        let crop = resample::Crop {
+            out_w: resized_w,
+            out_h: resized_h,
+            left: inner_left,
+            top: inner_top,
+            width: inner_w,
+            height: inner_h,
+        };
+        let inner = resample::resize_and_crop(rgb, &crop, self.config.filter);
         if (inner_w, inner_h) == (crop_w, crop_h) {
             return Ok(inner);
         }

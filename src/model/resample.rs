@@ -129,22 +129,37 @@ fn clip8(value: i32) -> u8 {
     }
 }
 
-/// Resizes `src` to `out_w × out_h` with Pillow's arithmetic and returns the
-/// `crop_w × crop_h` region at (`left`, `top`) of the result.
-#[allow(clippy::too_many_arguments)]
-pub fn resize_and_crop(
-    src: &RgbImage,
-    out_w: u32,
-    out_h: u32,
-    left: u32,
-    top: u32,
-    crop_w: u32,
-    crop_h: u32,
-    kind: ResampleFilter,
-) -> RgbImage {
+/// A region of an image resized to `out_w × out_h`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Crop {
+    /// Width of the whole resized image.
+    pub out_w: u32,
+    /// Height of the whole resized image.
+    pub out_h: u32,
+    /// Left edge of the region.
+    pub left: u32,
+    /// Top edge of the region.
+    pub top: u32,
+    /// Width of the region.
+    pub width: u32,
+    /// Height of the region.
+    pub height: u32,
+}
+
+/// Resizes `src` to `crop.out_w × crop.out_h` with Pillow's arithmetic and
+/// returns the region `crop` of the result.
+pub fn resize_and_crop(src: &RgbImage, crop: &Crop, kind: ResampleFilter) -> RgbImage {
+    let Crop {
+        out_w,
+        out_h,
+        left,
+        top,
+        width: crop_w,
+        height: crop_h,
+    } = *crop;
     let (in_w, in_h) = (src.width() as usize, src.height() as usize);
     if kind == ResampleFilter::Nearest {
-        return nearest(src, out_w, out_h, left, top, crop_w, crop_h);
+        return nearest(src, crop);
     }
     let horizontal = coefficients(in_w, out_w as usize, left as usize, crop_w as usize, kind);
     let vertical = coefficients(in_h, out_h as usize, top as usize, crop_h as usize, kind);
@@ -212,22 +227,14 @@ pub fn resize_and_crop(
 }
 
 /// Pillow's nearest-neighbour resize: source pixel `floor((x + 0.5) · scale)`.
-fn nearest(
-    src: &RgbImage,
-    out_w: u32,
-    out_h: u32,
-    left: u32,
-    top: u32,
-    crop_w: u32,
-    crop_h: u32,
-) -> RgbImage {
+fn nearest(src: &RgbImage, crop: &Crop) -> RgbImage {
     let (sx, sy) = (
-        f64::from(src.width()) / f64::from(out_w),
-        f64::from(src.height()) / f64::from(out_h),
+        f64::from(src.width()) / f64::from(crop.out_w),
+        f64::from(src.height()) / f64::from(crop.out_h),
     );
-    RgbImage::from_fn(crop_w, crop_h, |x, y| {
-        let source_x = ((f64::from(left + x) + 0.5) * sx) as u32;
-        let source_y = ((f64::from(top + y) + 0.5) * sy) as u32;
+    RgbImage::from_fn(crop.width, crop.height, |x, y| {
+        let source_x = ((f64::from(crop.left + x) + 0.5) * sx) as u32;
+        let source_y = ((f64::from(crop.top + y) + 0.5) * sy) as u32;
         *src.get_pixel(
             source_x.min(src.width() - 1),
             source_y.min(src.height() - 1),
@@ -258,8 +265,23 @@ mod tests {
         let src = RgbImage::from_fn(37, 23, |x, y| {
             image::Rgb([(x * 7) as u8, (y * 11) as u8, ((x * y) % 251) as u8])
         });
-        let full = resize_and_crop(&src, 90, 56, 0, 0, 90, 56, ResampleFilter::Bicubic);
-        let part = resize_and_crop(&src, 90, 56, 13, 9, 40, 30, ResampleFilter::Bicubic);
+        let whole = Crop {
+            out_w: 90,
+            out_h: 56,
+            left: 0,
+            top: 0,
+            width: 90,
+            height: 56,
+        };
+        let full = resize_and_crop(&src, &whole, ResampleFilter::Bicubic);
+        let region = Crop {
+            left: 13,
+            top: 9,
+            width: 40,
+            height: 30,
+            ..whole
+        };
+        let part = resize_and_crop(&src, &region, ResampleFilter::Bicubic);
         let expected = image::imageops::crop_imm(&full, 13, 9, 40, 30).to_image();
         assert_eq!(part, expected);
     }

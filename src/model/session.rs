@@ -456,15 +456,3 @@ fn embeddings(value: &ort::value::DynValue, pool: &Pool) -> Result<Array2<f32>> 
             },
         })
 }
-
-/// An error with all its sources, on one line (for the `auto` fallback note).
-pub(crate) fn error_chain(error: &Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
