@@ -17,7 +17,7 @@
 //! refreshed copy, and insert into hnsw_rs without blocking searches.
 
 pub(crate) mod distance;
-mod flat;
+pub(crate) mod flat;
 mod graph;
 pub(crate) mod snapshot;
 

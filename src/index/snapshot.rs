@@ -19,7 +19,7 @@
 
 use std::fmt;
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use super::flat::FlatGraph;
@@ -157,19 +157,34 @@ impl FileDigest {
         self.name.ends_with(".hnsw.graph") || self.name.ends_with(".hnsw.data")
     }
 
-    /// Checks the file in `dir` against the recorded size and digest.
-    fn verify(&self, dir: &Path) -> Result<(), RebuildReason> {
+    /// Reads the file in `dir` in blocks, handing each to `consume`, and
+    /// checks the recorded size and digest: one pass, whatever the size.
+    fn read_checked(
+        &self,
+        dir: &Path,
+        mut consume: impl FnMut(&[u8]),
+    ) -> Result<(), RebuildReason> {
         let path = dir.join(&self.name);
-        let mut file = File::open(&path)
-            .map_err(|e| corrupt(format!("cannot open {}: {e}", path.display())))?;
-        let mut hasher = blake3::Hasher::new();
-        let len = std::io::copy(&mut file, &mut hasher)
-            .map_err(|e| corrupt(format!("cannot read {}: {e}", path.display())))?;
-        if len != self.len {
+        let unreadable =
+            |e: std::io::Error| corrupt(format!("cannot read {}: {e}", path.display()));
+        let mut file = File::open(&path).map_err(unreadable)?;
+        let actual = file.metadata().map_err(unreadable)?.len();
+        if actual != self.len {
             return Err(corrupt(format!(
-                "{} has {len} bytes, {} expected",
+                "{} has {actual} bytes, {} expected",
                 self.name, self.len
             )));
+        }
+        let mut hasher = blake3::Hasher::new();
+        // A multiple of 4, so that f32 consumers get whole values.
+        let mut block = vec![0u8; 1 << 20];
+        let mut left = self.len;
+        while left > 0 {
+            let n = left.min(block.len() as u64) as usize;
+            file.read_exact(&mut block[..n]).map_err(unreadable)?;
+            hasher.update(&block[..n]);
+            consume(&block[..n]);
+            left -= n as u64;
         }
         if *hasher.finalize().as_bytes() != self.blake3 {
             return Err(corrupt(format!(
@@ -178,6 +193,18 @@ impl FileDigest {
             )));
         }
         Ok(())
+    }
+
+    /// Checks the file without keeping its bytes.
+    fn verify(&self, dir: &Path) -> Result<(), RebuildReason> {
+        self.read_checked(dir, |_| {})
+    }
+
+    /// The file's bytes, checked.
+    fn read(&self, dir: &Path) -> Result<Vec<u8>, RebuildReason> {
+        let mut bytes = Vec::with_capacity(self.len as usize);
+        self.read_checked(dir, |block| bytes.extend_from_slice(block))?;
+        Ok(bytes)
     }
 }
 
@@ -352,6 +379,12 @@ fn decode_row(bytes: &[u8]) -> Result<Row, RebuildReason> {
             added: Timestamp(r.u64()? as i64),
         },
     })
+}
+
+/// Parses a snapshot header (for the fuzz targets).
+#[cfg(feature = "fuzzing")]
+pub(crate) fn decode_header(bytes: &[u8]) -> Result<(), RebuildReason> {
+    Header::decode(bytes).map(|_| ())
 }
 
 /// Writes `bytes` to `path` and fsyncs it; returns its digest.
@@ -544,11 +577,15 @@ pub(crate) fn load(index_dir: &Path, identity: &Identity) -> Result<VectorIndex,
             pruned_through: identity.log_pruned_through,
         });
     }
-    for file in header.files.iter().filter(|f| !f.is_graph_dump()) {
-        file.verify(&dir)?;
-    }
-    let rows_bytes = read(ROWS_FILE)?;
+    let digest = |name: &str| {
+        header
+            .files
+            .iter()
+            .find(|f| f.name == name)
+            .ok_or_else(|| corrupt(format!("the header lists no {name}")))
+    };
     let dim = identity.dim;
+    let rows_bytes = digest(ROWS_FILE)?.read(&dir)?;
     if rows_bytes.len() as u64 != header.rows * ROW_BYTES as u64 {
         return Err(corrupt("the row table's length does not match the header"));
     }
@@ -556,17 +593,22 @@ pub(crate) fn load(index_dir: &Path, identity: &Identity) -> Result<VectorIndex,
         .chunks_exact(ROW_BYTES)
         .map(decode_row)
         .collect::<Result<Vec<_>, _>>()?;
-    let vector_bytes = read(VECTORS_FILE)?;
-    if vector_bytes.len() as u64 != header.rows * dim as u64 * 4 {
+    let vectors_digest = digest(VECTORS_FILE)?;
+    if vectors_digest.len != header.rows * dim as u64 * 4 {
         return Err(corrupt(
             "the vector table's length does not match the header",
         ));
     }
-    let vectors: Vec<f32> = vector_bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
-        .collect();
-    let flat = FlatGraph::decode(&read(FLAT_FILE)?)
+    // Straight into f32: the bytes are never held twice.
+    let mut vectors: Vec<f32> = Vec::with_capacity(header.rows as usize * dim);
+    vectors_digest.read_checked(&dir, |block| {
+        vectors.extend(
+            block
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))),
+        );
+    })?;
+    let flat = FlatGraph::decode(&digest(FLAT_FILE)?.read(&dir)?)
         .ok_or_else(|| corrupt("the graph links are malformed"))?;
     if flat.len() != rows.len() || flat.m != identity.params.m {
         return Err(corrupt("the graph links do not match the row table"));

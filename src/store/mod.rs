@@ -109,7 +109,13 @@ impl Store {
             path: root.to_path_buf(),
             source,
         };
-        let db = sled::Config::new().path(dir).open().map_err(store_err)?;
+        // sled caches up to 1 GiB by default; records are read rarely and the
+        // index keeps its own copy of the vectors.
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(128 << 20)
+            .open()
+            .map_err(store_err)?;
         let tree = |name: &str| db.open_tree(name).map_err(store_err);
         Ok(Store {
             root: root.to_path_buf(),
