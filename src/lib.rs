@@ -42,6 +42,8 @@ mod error;
 pub mod eval;
 mod exchange;
 mod filter;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod hub;
 mod index;
 pub mod ingest;

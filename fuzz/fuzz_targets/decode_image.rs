@@ -1,0 +1,9 @@
+//! Any bytes given as an image file: an error or a tensor, never a panic,
+//! a hang or an allocation beyond the decode limits.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    imgdb::fuzzing::prepare_image(data);
+});
