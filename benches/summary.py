@@ -20,14 +20,14 @@ def best_qps(rows, system):
 def main():
     out = sys.argv[1] if len(sys.argv) > 1 else "target/ann"
     rows = load(os.path.join(out, "imgdb.jsonl")) + load(os.path.join(out, "peers.jsonl"))
-    systems = ["imgdb"] + [s for s in ("hnswlib", "faiss", "usearch") if any(r.get("system") == s for r in rows)]
-    print(f"\n{'ef':>5} " + " ".join(f"{s + ' recall':>15} {s + ' QPS':>12}" for s in systems))
+    systems = [s for s in ("imgdb", "imgdb-rebuilt", "hnswlib", "faiss", "usearch") if any(r.get("system") == s for r in rows)]
+    print(f"\n{'ef':>5} " + " ".join(f"{s + ' recall':>20} {s + ' QPS':>17}" for s in systems))
     efs = sorted({r["ef"] for r in rows if r.get("phase") == "search"})
     for ef in efs:
         cells = []
         for s in systems:
             r = next((r for r in rows if r.get("phase") == "search" and r["system"] == s and r["ef"] == ef), None)
-            cells.append(f"{r['recall_at_10']:>15.4f} {r['qps']:>12.0f}" if r else f"{'-':>15} {'-':>12}")
+            cells.append(f"{r['recall_at_10']:>20.4f} {r['qps']:>17.0f}" if r else f"{'-':>20} {'-':>17}")
         print(f"{ef:>5} " + " ".join(cells))
     print()
     for r in rows:
@@ -35,7 +35,7 @@ def main():
             print(json.dumps(r))
     print()
     ours = best_qps(rows, "imgdb")
-    for peer in systems[1:]:
+    for peer in [s for s in systems if not s.startswith("imgdb")]:
         theirs = best_qps(rows, peer)
         if ours and theirs:
             print(f"imgdb/{peer} QPS at recall@10>={TARGET}: {ours['qps'] / theirs['qps']:.2f} "
