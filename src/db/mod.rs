@@ -41,6 +41,9 @@ use crate::{FORMAT_MARKER_FILE, FORMAT_VERSION};
 
 const STORE_DIR: &str = "store";
 const INDEX_DIR: &str = "index";
+/// Snapshots come at least every `1 / SNAPSHOT_FRACTION` of the index's size
+/// in changes (see [`DbOptions::snapshot_every`]).
+const SNAPSHOT_FRACTION: u64 = 8;
 
 /// Options for opening or creating a database. Defaults are what a first
 /// user wants; every setter documents its default.
@@ -96,12 +99,22 @@ impl DbOptions {
         self
     }
 
-    /// Write an index snapshot after this many changed records (it is also
-    /// written by [`Db::checkpoint`] and when the last handle is dropped).
-    /// Default: 10 000.
+    /// Write an index snapshot after this many changed records, or after
+    /// changes amounting to an eighth of the index when that is more (it is
+    /// also written by [`Db::checkpoint`] and when the last handle is
+    /// dropped). A snapshot rewrites the whole index, so a fixed interval
+    /// would make the snapshot writes of a growing database quadratic; the
+    /// proportional one keeps them linear, and a reopen after a crash
+    /// replays at most that many changes. Default: 10 000.
     pub fn snapshot_every(mut self, changes: u64) -> DbOptions {
         self.snapshot_every = changes.max(1);
         self
+    }
+
+    /// Whether `changes` records changed since the last snapshot of an index
+    /// of `rows` points call for a new one.
+    fn snapshot_due(&self, changes: u64, rows: usize) -> bool {
+        changes >= self.snapshot_every.max(rows as u64 / SNAPSHOT_FRACTION)
     }
 
     /// [`Db::compact`] rebuilds the graph when tombstones reach this fraction
@@ -317,7 +330,11 @@ impl Db {
         }
         inner.index.apply(&index_changes(&batch), seq);
         writer.changes_since_snapshot += (batch.puts.len() + batch.deletes.len()) as u64;
-        if writer.changes_since_snapshot >= inner.options.snapshot_every {
+        let rows = inner.index.counts().0;
+        if inner
+            .options
+            .snapshot_due(writer.changes_since_snapshot, rows)
+        {
             inner.checkpoint(&mut writer)?;
         }
         Ok(ids)
@@ -595,16 +612,12 @@ impl Inner {
                 Ok(index) => {
                     let watermark = index.watermark();
                     let replayed = replay(&store, &index, writer.last_seq)?;
+                    let snapshot_now = options.snapshot_due(replayed as u64, index.counts().0);
                     let origin = IndexOrigin::Snapshot {
                         watermark,
                         replayed,
                     };
-                    (
-                        index,
-                        origin,
-                        replayed as u64,
-                        replayed as u64 >= options.snapshot_every,
-                    )
+                    (index, origin, replayed as u64, snapshot_now)
                 }
                 Err(reason) => {
                     if reason == RebuildReason::NoSnapshot && store.record_count() == 0 {
@@ -793,5 +806,15 @@ mod tests {
     fn db_is_send_sync_clone() {
         fn check<T: Send + Sync + Clone + 'static>() {}
         check::<Db>();
+    }
+
+    #[test]
+    fn snapshots_come_at_a_fixed_count_then_in_proportion_to_the_index() {
+        let options = DbOptions::default().snapshot_every(10_000);
+        assert!(!options.snapshot_due(9_999, 1_000));
+        assert!(options.snapshot_due(10_000, 1_000));
+        assert!(options.snapshot_due(10_000, 80_000));
+        assert!(!options.snapshot_due(10_000, 400_000));
+        assert!(options.snapshot_due(50_000, 400_000));
     }
 }
