@@ -19,12 +19,7 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import hnswlib, faiss
 fi
 # Build once and run the binary itself, so that every phase measures the
 # same build even if the sources change meanwhile.
-bench=$(cargo bench --bench ann --no-run --message-format=json 2>/dev/null |
-  "$venv/bin/python" -c 'import json,sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "ann" and m.get("executable"):
-        print(m["executable"])')
+bench=$(scripts/bench-binary.sh ann)
 "$bench" prepare --out "$out" "${args[@]}"
 "$bench" search --out "$out" "${args[@]}"
 "$bench" rebuild --out "$out" "${args[@]}"
