@@ -202,8 +202,15 @@ impl FileDigest {
 
     /// The file's bytes, checked.
     fn read(&self, dir: &Path) -> Result<Vec<u8>, RebuildReason> {
-        let mut bytes = Vec::with_capacity(self.len as usize);
-        self.read_checked(dir, |block| bytes.extend_from_slice(block))?;
+        let mut bytes = Vec::new();
+        self.read_checked(dir, |block| {
+            // Only once the file is known to have the recorded length: a
+            // damaged header must not make us allocate what it claims.
+            if bytes.is_empty() {
+                bytes.reserve_exact(self.len as usize);
+            }
+            bytes.extend_from_slice(block);
+        })?;
         Ok(bytes)
     }
 }
@@ -586,7 +593,7 @@ pub(crate) fn load(index_dir: &Path, identity: &Identity) -> Result<VectorIndex,
     };
     let dim = identity.dim;
     let rows_bytes = digest(ROWS_FILE)?.read(&dir)?;
-    if rows_bytes.len() as u64 != header.rows * ROW_BYTES as u64 {
+    if Some(rows_bytes.len() as u64) != header.rows.checked_mul(ROW_BYTES as u64) {
         return Err(corrupt("the row table's length does not match the header"));
     }
     let rows = rows_bytes
@@ -594,14 +601,18 @@ pub(crate) fn load(index_dir: &Path, identity: &Identity) -> Result<VectorIndex,
         .map(decode_row)
         .collect::<Result<Vec<_>, _>>()?;
     let vectors_digest = digest(VECTORS_FILE)?;
-    if vectors_digest.len != header.rows * dim as u64 * 4 {
+    if Some(vectors_digest.len) != header.rows.checked_mul(dim as u64 * 4) {
         return Err(corrupt(
             "the vector table's length does not match the header",
         ));
     }
-    // Straight into f32: the bytes are never held twice.
-    let mut vectors: Vec<f32> = Vec::with_capacity(header.rows as usize * dim);
+    // Straight into f32: the bytes are never held twice. Reserved once the
+    // file's length is known to match, as in `FileDigest::read`.
+    let mut vectors: Vec<f32> = Vec::new();
     vectors_digest.read_checked(&dir, |block| {
+        if vectors.is_empty() {
+            vectors.reserve_exact(header.rows as usize * dim);
+        }
         vectors.extend(
             block
                 .chunks_exact(4)
