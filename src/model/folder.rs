@@ -136,20 +136,15 @@ impl ModelFolder {
         let config = root.join("config.json");
         let config = config.is_file().then(|| read_json(&config)).transpose()?;
         let preprocess_file = need(root.join("preprocessor_config.json"), layout)?;
-        Ok(ModelFolder {
-            root: root.to_path_buf(),
+        let onnx = root.join("onnx");
+        ModelFolder::with_towers(
+            root,
             layout,
-            vision_model: need(root.join("onnx").join("vision_model.onnx"), layout)?,
-            text_model: need(root.join("onnx").join("text_model.onnx"), layout)?,
-            tokenizer: need(root.join("tokenizer.json"), layout)?,
-            preprocess: PreprocessConfig::from_hugging_face(
-                &read_json(&preprocess_file)?,
-                &preprocess_file,
-            )?,
+            (onnx.join("vision_model.onnx"), onnx.join("text_model.onnx")),
+            root.join("tokenizer.json"),
             preprocess_file,
-            context_length: hf_context_length(config.as_ref(), root),
-            logit_scale: logit_scale(config.as_ref()),
-        })
+            config,
+        )
     }
 
     fn split(root: &Path, vision: &Path, text: &Path) -> Result<ModelFolder> {
@@ -170,15 +165,33 @@ impl ModelFolder {
         .find(|p| p.is_file())
         .map(|p| read_json(&p))
         .transpose()?;
+        ModelFolder::with_towers(
+            root,
+            layout,
+            (vision.join("model.onnx"), text.join("model.onnx")),
+            first_existing(&[text.join("tokenizer.json"), root.join("tokenizer.json")]),
+            preprocess_file,
+            config,
+        )
+    }
+
+    /// The rest of the Hugging Face and split-tower layouts, which differ
+    /// only in where their files are: checks that the towers and tokenizer
+    /// exist, reads the preprocessing and what `config.json` says.
+    fn with_towers(
+        root: &Path,
+        layout: Layout,
+        (vision_model, text_model): (PathBuf, PathBuf),
+        tokenizer: PathBuf,
+        preprocess_file: PathBuf,
+        config: Option<Value>,
+    ) -> Result<ModelFolder> {
         Ok(ModelFolder {
             root: root.to_path_buf(),
             layout,
-            vision_model: need(vision.join("model.onnx"), layout)?,
-            text_model: need(text.join("model.onnx"), layout)?,
-            tokenizer: need(
-                first_existing(&[text.join("tokenizer.json"), root.join("tokenizer.json")]),
-                layout,
-            )?,
+            vision_model: need(vision_model, layout)?,
+            text_model: need(text_model, layout)?,
+            tokenizer: need(tokenizer, layout)?,
             preprocess: PreprocessConfig::from_hugging_face(
                 &read_json(&preprocess_file)?,
                 &preprocess_file,
