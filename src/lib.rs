@@ -36,6 +36,7 @@
 //! ARCHITECTURE.md walks through the modules; `schema/` holds the normative
 //! on-disk formats.
 
+mod cancel;
 mod db;
 mod dupes;
 mod error;
@@ -54,6 +55,7 @@ mod space;
 mod store;
 mod zeroshot;
 
+pub use cancel::CancelToken;
 pub use db::{
     Db, DbOptions, Hit, IndexOrigin, NewImage, Problem, SearchOptions, Stats, VerifyReport,
     WriteBatch, WriteOp,
