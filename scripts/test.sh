@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The test command of the README and of CI: fetches ONNX Runtime from PyPI
-# into the project cache if it is not there yet, then runs every test.
+# into the project cache if it is not there yet, then runs every test of the
+# workspace (the library and the binaries).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch-onnxruntime.sh >/dev/null
-cargo test --all-targets
-cargo test --doc
+cargo test --workspace --all-targets
+cargo test --workspace --doc

@@ -257,6 +257,17 @@ pub enum Error {
         source: ort::Error,
     },
 
+    /// No model folder was given and none was pulled.
+    #[error(
+        "no model: give a model folder (a CLIP model in ONNX form, see schema/model.md; \
+         `--model DIR` or IMGDB_MODEL), or run `imgdb model pull` to fetch one into {}",
+        cache.display()
+    )]
+    NoModel {
+        /// The model cache that was looked in.
+        cache: PathBuf,
+    },
+
     /// A model folder is incomplete or inconsistent.
     #[error("model {path}: {problem}")]
     Model {
@@ -264,6 +275,14 @@ pub enum Error {
         path: PathBuf,
         /// What is wrong.
         problem: ModelProblem,
+    },
+
+    /// The encoder was loaded without the tower this call needs
+    /// (see [`EncoderOptions::towers`](crate::EncoderOptions::towers)).
+    #[error("the {tower} tower was not loaded (EncoderOptions::towers)")]
+    TowerNotLoaded {
+        /// The tower the call needs.
+        tower: TowerKind,
     },
 
     /// A model configuration file is not valid JSON.
@@ -333,6 +352,24 @@ pub enum Error {
         /// libjpeg's message.
         problem: String,
     },
+}
+
+/// One of a CLIP model's two towers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TowerKind {
+    /// The image tower.
+    Image,
+    /// The text tower.
+    Text,
+}
+
+impl std::fmt::Display for TowerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TowerKind::Image => "image",
+            TowerKind::Text => "text",
+        })
+    }
 }
 
 /// Which tensor of a model a problem concerns.
@@ -488,7 +525,101 @@ impl std::fmt::Display for VectorProblem {
     }
 }
 
+/// What kind of failure an [`Error`] is: a small, stable set that callers
+/// branch on (the CLI maps it to exit codes, the daemon to HTTP statuses),
+/// instead of matching variants or messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// What was named does not exist: a database, an image, a model, a file.
+    NotFound,
+    /// The caller's input is wrong: a parameter, a vector, an argument.
+    InvalidInput,
+    /// The database is open elsewhere; trying again later may work.
+    InUse,
+    /// The request contradicts what exists: another model's database, an
+    /// id that is taken.
+    Conflict,
+    /// Persisted data or a downloaded file is damaged.
+    Corrupt,
+    /// A format or version this build does not read, or a provider it
+    /// cannot start.
+    Unsupported,
+    /// The input is over a limit (an image's pixels, say).
+    TooLarge,
+    /// The model or ONNX Runtime cannot be used.
+    Model,
+    /// The file system failed (a full disk, permissions).
+    Io,
+    /// A download failed.
+    Network,
+}
+
+impl ErrorKind {
+    /// A short lowercase name (`not_found`, `in_use`, …) for logs and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::InUse => "in_use",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Corrupt => "corrupt",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::TooLarge => "too_large",
+            ErrorKind::Model => "model",
+            ErrorKind::Io => "io",
+            ErrorKind::Network => "network",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl Error {
+    /// The kind of failure, for callers that branch on it.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::NotFound { .. } | Error::UnknownImage { .. } | Error::NoModel { .. } => {
+                ErrorKind::NotFound
+            }
+            Error::NotADatabase { .. }
+            | Error::DimensionMismatch { .. }
+            | Error::InvalidVector { .. }
+            | Error::InvalidParameter { .. }
+            | Error::TowerNotLoaded { .. } => ErrorKind::InvalidInput,
+            Error::InUse { .. } => ErrorKind::InUse,
+            Error::SpaceMismatch { .. } | Error::ImageExists { .. } => ErrorKind::Conflict,
+            Error::Corrupt { .. }
+            | Error::Decode { .. }
+            | Error::HubChecksum { .. }
+            | Error::EmptyImage { .. }
+            | Error::ImageDecode { .. }
+            | Error::JpegDecode { .. } => ErrorKind::Corrupt,
+            Error::UnsupportedFormat { .. }
+            | Error::UnsupportedImage { .. }
+            | Error::Provider { .. } => ErrorKind::Unsupported,
+            Error::ImageTooLarge { .. } | Error::Encode { .. } => ErrorKind::TooLarge,
+            Error::RuntimeNotFound { .. }
+            | Error::RuntimeLoad { .. }
+            | Error::Onnx { .. }
+            | Error::Model { .. }
+            | Error::ModelConfig { .. }
+            | Error::Tokenizer { .. } => ErrorKind::Model,
+            Error::Store { source, .. } => match source {
+                sled::Error::Io(_) => ErrorKind::Io,
+                sled::Error::Corruption { .. } => ErrorKind::Corrupt,
+                sled::Error::Unsupported(_) => ErrorKind::Unsupported,
+                _ => ErrorKind::Io,
+            },
+            Error::IndexDump { .. } | Error::Io { .. } | Error::Npy { .. } => ErrorKind::Io,
+            Error::Hub { .. } => ErrorKind::Network,
+        }
+    }
+
     /// The error and all its causes on one line, `: `-separated (for failure
     /// records and fallback notes, where there is no room for a list).
     pub fn chain(&self) -> String {

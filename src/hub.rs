@@ -33,17 +33,6 @@ const OPTIONAL: [&str; 3] = [
     "special_tokens_map.json",
 ];
 
-/// Where models are cached: `$IMGDB_CACHE`, else `$XDG_CACHE_HOME/imgdb`,
-/// else `~/.cache/imgdb`, then `models/`.
-pub fn model_cache() -> PathBuf {
-    let base = std::env::var_os("IMGDB_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("imgdb")))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache").join("imgdb")))
-        .unwrap_or_else(|| PathBuf::from(".imgdb-cache"));
-    base.join("models")
-}
-
 /// The folder of a model already pulled into `cache`, if any.
 pub fn cached_model(cache: &Path, repo: &str) -> Option<PathBuf> {
     let repo_cache = hf_hub::Cache::new(cache.to_path_buf()).model(repo.to_string());

@@ -45,12 +45,14 @@ mod exchange;
 mod filter;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+#[cfg(feature = "hub")]
 pub mod hub;
 mod index;
 pub mod ingest;
 mod model;
 mod query;
 mod reindex;
+pub mod resolve;
 mod space;
 mod store;
 mod zeroshot;
@@ -61,7 +63,7 @@ pub use db::{
     WriteBatch, WriteOp,
 };
 pub use dupes::DuplicateGroup;
-pub use error::{Error, ModelProblem, Result, TensorRole, VectorProblem};
+pub use error::{Error, ErrorKind, ModelProblem, Result, TensorRole, TowerKind, VectorProblem};
 pub use filter::Filter;
 pub use index::IndexParams;
 pub use index::snapshot::{RebuildReason, SNAPSHOT_FORMAT_VERSION};
@@ -69,7 +71,7 @@ pub use model::{
     DecodeLimits, Decoded, Device, Encoder, EncoderOptions, IMAGE_EXTENSIONS, Layout, ModelFolder,
     ONNXRUNTIME_LIBRARY, ONNXRUNTIME_VERSION, Optimization, Prepared, PreprocessConfig,
     Preprocessor, Provider, ResampleFilter, Resize, SearchedPlace, SearchedPlaces, TextTokenizer,
-    Transparency, has_image_extension,
+    Towers, Transparency, has_image_extension,
 };
 pub use query::{Query, QueryHit, QueryTerm};
 pub use reindex::ReindexReport;

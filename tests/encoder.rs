@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use imgdb::{Device, Encoder, EncoderOptions, Error, Layout, ModelProblem};
+use imgdb::{
+    Device, Encoder, EncoderOptions, Error, ErrorKind, Layout, ModelProblem, TowerKind, Towers,
+};
 use serde_json::Value;
 
 fn root() -> PathBuf {
@@ -376,4 +378,65 @@ fn the_tiny_model_reaches_its_figures_through_imgdb() {
         "zero-shot {}",
         report.zero_shot_accuracy
     );
+}
+
+#[test]
+fn one_tower_loads_alone_in_the_same_space() {
+    let both = load(&tiny());
+    let digests = tempfile::tempdir().unwrap();
+    let text_only = Encoder::load(
+        tiny(),
+        &EncoderOptions {
+            towers: Towers::Text,
+            digest_cache: Some(digests.path().to_path_buf()),
+            ..EncoderOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(text_only.space(), both.space());
+    assert_eq!(
+        text_only.space().fingerprint,
+        both.space().fingerprint,
+        "the fingerprint covers both towers whichever is loaded"
+    );
+    // The digests were cached: one entry per fingerprinted file.
+    assert_eq!(std::fs::read_dir(digests.path()).unwrap().count(), 3);
+    let texts = ["a red circle", "a blue square"];
+    assert_eq!(
+        text_only.embed_texts(&texts).unwrap(),
+        both.embed_texts(&texts).unwrap()
+    );
+    let pixels = vec![0.0; both.preprocessor().tensor_len()];
+    let err = text_only.embed_pixels(&pixels, 1).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::TowerNotLoaded {
+                tower: TowerKind::Image
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+
+    let image_only = Encoder::load(
+        tiny(),
+        &EncoderOptions {
+            towers: Towers::Image,
+            digest_cache: Some(digests.path().to_path_buf()),
+            ..EncoderOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(image_only.space(), both.space());
+    assert_eq!(
+        image_only.embed_pixels(&pixels, 1).unwrap(),
+        both.embed_pixels(&pixels, 1).unwrap()
+    );
+    assert!(matches!(
+        image_only.embed_texts(&texts),
+        Err(Error::TowerNotLoaded {
+            tower: TowerKind::Text
+        })
+    ));
 }

@@ -11,6 +11,7 @@
 //! callers share each tower's pool of sessions.
 
 mod decode;
+mod digest;
 mod folder;
 mod preprocess;
 mod resample;
@@ -32,7 +33,7 @@ pub use preprocess::{
 pub use runtime::{ONNXRUNTIME_LIBRARY, ONNXRUNTIME_VERSION, SearchedPlace, SearchedPlaces};
 pub use tokenizer::TextTokenizer;
 
-use crate::error::{Error, ModelProblem, Result};
+use crate::error::{Error, ModelProblem, Result, TowerKind};
 use crate::space::{EmbeddingSpace, Fingerprint};
 use session::{TextTower, VisionTower};
 
@@ -99,8 +100,32 @@ impl Optimization {
     }
 }
 
+/// Which towers an encoder loads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Towers {
+    /// Both: images and texts (the default).
+    #[default]
+    Both,
+    /// The text tower only: text queries and zero-shot label vectors, for
+    /// a fraction of the load time and memory.
+    Text,
+    /// The image tower only: ingest and image queries.
+    Image,
+}
+
+impl Towers {
+    fn image(self) -> bool {
+        self != Towers::Text
+    }
+
+    fn text(self) -> bool {
+        self != Towers::Image
+    }
+}
+
 /// How an encoder is loaded. Defaults: CPU, all cores, full graph
-/// optimisation, one session per tower, batches of 32.
+/// optimisation, one session per tower, batches of 32, both towers, no
+/// digest cache.
 #[derive(Clone, Debug)]
 pub struct EncoderOptions {
     /// Where to run. Default [`Device::Cpu`].
@@ -122,6 +147,13 @@ pub struct EncoderOptions {
     pub tensorrt_cache: Option<PathBuf>,
     /// Let TensorRT run in fp16. Default true.
     pub tensorrt_fp16: bool,
+    /// Which towers to load. Default [`Towers::Both`].
+    pub towers: Towers,
+    /// A folder where the digests of model files are kept by path, size,
+    /// modification and change time, so that a load does not re-hash
+    /// hundreds of megabytes to fingerprint the model. Default: none (every
+    /// load hashes the files); [`crate::resolve::encoder_options`] sets one.
+    pub digest_cache: Option<PathBuf>,
 }
 
 impl Default for EncoderOptions {
@@ -136,6 +168,8 @@ impl Default for EncoderOptions {
             runtime: None,
             tensorrt_cache: None,
             tensorrt_fp16: true,
+            towers: Towers::Both,
+            digest_cache: None,
         }
     }
 }
@@ -169,8 +203,8 @@ struct Inner {
     space: EmbeddingSpace,
     preprocessor: Preprocessor,
     tokenizer: TextTokenizer,
-    vision: VisionTower,
-    text: TextTower,
+    vision: Option<VisionTower>,
+    text: Option<TextTower>,
     provider: Provider,
     runtime: PathBuf,
     batch_size: usize,
@@ -227,13 +261,26 @@ impl Encoder {
         preprocessor: &Preprocessor,
         device: Device,
         options: &EncoderOptions,
-    ) -> Result<(VisionTower, TextTower)> {
-        let (pool, inputs, outputs) =
-            session::pool(&runtime.environment, &folder.vision_model, device, options)?;
-        let vision = VisionTower::new(pool, &inputs, &outputs, preprocessor.output_size())?;
-        let (pool, inputs, outputs) =
-            session::pool(&runtime.environment, &folder.text_model, device, options)?;
-        let text = TextTower::new(pool, &inputs, &outputs)?;
+    ) -> Result<(Option<VisionTower>, Option<TextTower>)> {
+        let vision = if options.towers.image() {
+            let (pool, inputs, outputs) =
+                session::pool(&runtime.environment, &folder.vision_model, device, options)?;
+            Some(VisionTower::new(
+                pool,
+                &inputs,
+                &outputs,
+                preprocessor.output_size(),
+            )?)
+        } else {
+            None
+        };
+        let text = if options.towers.text() {
+            let (pool, inputs, outputs) =
+                session::pool(&runtime.environment, &folder.text_model, device, options)?;
+            Some(TextTower::new(pool, &inputs, &outputs)?)
+        } else {
+            None
+        };
         Ok((vision, text))
     }
 
@@ -243,35 +290,47 @@ impl Encoder {
         runtime: PathBuf,
         tokenizer: TextTokenizer,
         preprocessor: Preprocessor,
-        (vision, text): (VisionTower, TextTower),
+        (vision, text): (Option<VisionTower>, Option<TextTower>),
         device: Device,
         fallback: Option<String>,
         options: &EncoderOptions,
     ) -> Result<Encoder> {
-        // One probe through each tower: finds the dimension and proves the
-        // model runs before anything is built on it.
-        let image_dim = vision
-            .run(&vec![0.0; preprocessor.tensor_len()], 1, 1)?
-            .first()
-            .map_or(0, Vec::len);
-        let probe = tokenizer.encode(&["a photo"])?;
-        let text_dim = text
-            .run(&probe, tokenizer.pad_id(), 1)?
-            .first()
-            .map_or(0, Vec::len);
-        if image_dim != text_dim || image_dim == 0 {
-            return Err(Error::Model {
-                path: folder.root.clone(),
-                problem: ModelProblem::TowerMismatch {
-                    image: image_dim,
-                    text: text_dim,
-                },
-            });
-        }
-        let fingerprint = fingerprint(&folder)?;
+        // One probe through each loaded tower: finds the dimension and
+        // proves the model runs before anything is built on it.
+        let image_dim = match &vision {
+            Some(vision) => Some(
+                vision
+                    .run(&vec![0.0; preprocessor.tensor_len()], 1, 1)?
+                    .first()
+                    .map_or(0, Vec::len),
+            ),
+            None => None,
+        };
+        let text_dim = match &text {
+            Some(text) => Some(
+                text.run(&tokenizer.encode(&["a photo"])?, tokenizer.pad_id(), 1)?
+                    .first()
+                    .map_or(0, Vec::len),
+            ),
+            None => None,
+        };
+        let dim = match (image_dim, text_dim) {
+            (Some(image), Some(text)) if image == text && image > 0 => image,
+            (Some(dim), None) | (None, Some(dim)) if dim > 0 => dim,
+            _ => {
+                return Err(Error::Model {
+                    path: folder.root.clone(),
+                    problem: ModelProblem::TowerMismatch {
+                        image: image_dim.unwrap_or(0),
+                        text: text_dim.unwrap_or(0),
+                    },
+                });
+            }
+        };
+        let fingerprint = fingerprint(&folder, options.digest_cache.as_deref())?;
         let space = EmbeddingSpace {
             model_id: folder.model_id(),
-            dim: image_dim as u32,
+            dim: dim as u32,
             fingerprint,
         };
         let provider = Provider { device, fallback };
@@ -341,6 +400,10 @@ impl Encoder {
         let raw = self
             .inner
             .text
+            .as_ref()
+            .ok_or(Error::TowerNotLoaded {
+                tower: TowerKind::Text,
+            })?
             .run(ids, self.inner.tokenizer.pad_id(), self.inner.batch_size)?;
         Ok(raw.into_iter().map(normalised).collect())
     }
@@ -358,6 +421,10 @@ impl Encoder {
         let raw = self
             .inner
             .vision
+            .as_ref()
+            .ok_or(Error::TowerNotLoaded {
+                tower: TowerKind::Image,
+            })?
             .run(pixels, count, self.inner.batch_size)?;
         Ok(raw.into_iter().map(normalised).collect())
     }
@@ -379,14 +446,10 @@ fn normalised(mut v: Vec<f32>) -> Vec<f32> {
     v
 }
 
-/// BLAKE3 of the towers, the tokenizer and the preprocessing.
-fn fingerprint(folder: &ModelFolder) -> Result<Fingerprint> {
-    let digest = |path: &Path| -> Result<[u8; 32]> {
-        let file = std::fs::File::open(path).map_err(Error::io(path))?;
-        let mut hasher = blake3::Hasher::new();
-        hasher.update_reader(file).map_err(Error::io(path))?;
-        Ok(*hasher.finalize().as_bytes())
-    };
+/// BLAKE3 of the towers, the tokenizer and the preprocessing (the file
+/// digests taken from `digest_cache` when it knows them).
+fn fingerprint(folder: &ModelFolder, digest_cache: Option<&Path>) -> Result<Fingerprint> {
+    let digest = |path: &Path| digest::file_digest(path, digest_cache);
     let vision = digest(&folder.vision_model)?;
     let text = digest(&folder.text_model)?;
     let tokenizer = digest(&folder.tokenizer)?;

@@ -1,8 +1,6 @@
 //! Helpers shared by the integration tests: seeded vectors and images.
 #![allow(dead_code)] // each test binary uses a different subset
 
-pub mod hub;
-
 use std::path::PathBuf;
 
 use imgdb::{ContentHash, EmbeddingSpace, ImageFormat, NewImage, Timestamp};

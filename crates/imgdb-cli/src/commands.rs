@@ -1,206 +1,178 @@
 //! One function per command: validate the arguments, call the library,
 //! print the result.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use imgdb::ingest::{IngestOptions, IngestReport};
 use imgdb::{
-    Db, Device, Encoder, EncoderOptions, Filter, ImageFormat, Query, QueryTerm, TagOptions,
-    Timestamp, WriteBatch, WriteOp, ZeroShot,
+    Db, Encoder, EncoderOptions, Filter, ImageFormat, Query, QueryTerm, TagOptions, Timestamp,
+    Towers, WriteBatch, WriteOp, ZeroShot, resolve,
 };
 use serde_json::json;
 
 use crate::Failure;
-use crate::args::{Cli, Command, DebugCommand, ModelCommand, QueryArgs};
+use crate::args::{
+    ClassifyArgs, Cli, DebugCommand, DupesArgs, EvalArgs, ExportArgs, ImportArgs, IngestArgs,
+    QueryArgs, TagArgs,
+};
 use crate::output::{Out, Progress, hit_json, path_text, timestamp_text};
 
-type Result<T> = std::result::Result<T, Failure>;
+/// What a command returns.
+pub type Result<T> = std::result::Result<T, Failure>;
 
-pub fn run(cli: Cli) -> Result<()> {
-    let mut out = Out::new();
-    let result = dispatch(&cli, &mut out);
-    out.flush()?;
-    result
-}
-
-fn dispatch(cli: &Cli, out: &mut Out) -> Result<()> {
-    match &cli.command {
-        Command::Ingest(args) => ingest(cli, args, out),
-        Command::Query(args) => query(cli, args, out),
-        Command::Failures(args) => failures(cli, args.json, out),
-        Command::Tag(args) => {
-            let encoder = encoder(cli)?;
-            let db = open_for(cli, &encoder)?;
-            let options = TagOptions {
-                template: args.template.clone(),
-                top: args.top,
-                min_score: args.min_score,
-            };
-            let tagged = db.tag(&encoder, &read_labels(&args.labels)?, &options)?;
-            if args.json {
-                out.json(&json!({"tagged": tagged}))?;
-            } else {
-                out.line(format!("tagged {tagged} images"))?;
-            }
-            Ok(())
-        }
-        Command::Classify(args) => {
-            let encoder = encoder(cli)?;
-            let classifier = ZeroShot::new(&encoder, &read_labels(&args.labels)?, &args.template)?;
-            let tags = classifier.classify_file(&encoder, &args.image)?;
-            for (rank, tag) in tags.iter().take(args.top).enumerate() {
-                if args.json {
-                    out.json(&json!({"rank": rank + 1, "label": tag.label, "score": tag.score}))?;
-                } else {
-                    out.line(format!("{:>3}  {:.4}  {}", rank + 1, tag.score, tag.label))?;
-                }
-            }
-            Ok(())
-        }
-        Command::Dupes(args) => {
-            let db = Db::open(db_path(cli))?;
-            for group in db.near_duplicates(args.threshold)? {
-                let records = group
-                    .ids
-                    .iter()
-                    .map(|&id| db.get(id))
-                    .collect::<imgdb::Result<Vec<_>>>()?;
-                let paths: Vec<String> = records
-                    .iter()
-                    .flatten()
-                    .map(|r| path_text(r.path()))
-                    .collect();
-                if args.json {
-                    let ids: Vec<u64> = group.ids.iter().map(|id| id.0).collect();
-                    out.json(&json!({"ids": ids, "paths": paths, "min_score": group.min_score}))?;
-                } else {
-                    out.line(format!(
-                        "{} images, similarity >= {:.3}:",
-                        paths.len(),
-                        group.min_score
-                    ))?;
-                    for path in paths {
-                        out.line(format!("  {path}"))?;
-                    }
-                }
-            }
-            Ok(())
-        }
-        Command::Stats(args) => stats(cli, args.json, out),
-        Command::Check(args) => check(cli, args.json, out),
-        Command::Rm(args) => rm(cli, &args.paths, out),
-        Command::Reindex => {
-            let encoder = encoder(cli)?;
-            let report = Db::reindex(&db_path(cli), &encoder, |done, total| {
-                tracing::info!("re-encoded {done}/{total}");
-            })?;
-            out.line(format!("re-encoded {} images", report.reindexed))?;
-            for (path, reason) in &report.dropped {
-                eprintln!("dropped {}: {reason}", path.display());
-            }
-            if report.dropped.is_empty() {
-                Ok(())
-            } else {
-                Err(Failure::Partial)
-            }
-        }
-        Command::Export(args) => {
-            let count = Db::open(db_path(cli))?.export(&args.dir)?;
-            out.line(format!("exported {count} images to {}", args.dir.display()))?;
-            Ok(())
-        }
-        Command::Import(args) => {
-            let encoder = encoder(cli)?;
-            let db = Db::open_or_create(db_path(cli), encoder.space().clone())?;
-            let count = db.import(&encoder, &args.dir)?;
-            out.line(format!("imported {count} images"))?;
-            Ok(())
-        }
-        Command::Eval(args) => {
-            let encoder = encoder(cli)?;
-            let report = imgdb::eval::evaluate_image_folder(&encoder, &args.dir, &args.template)?;
-            if args.json {
-                let recall: serde_json::Map<String, serde_json::Value> = report
-                    .text_to_image_recall
-                    .iter()
-                    .map(|(k, r)| (format!("recall@{k}"), json!(r)))
-                    .collect();
-                out.json(&json!({
-                    "classes": report.classes, "images": report.images, "template": report.template,
-                    "zero_shot_accuracy": report.zero_shot_accuracy, "text_to_image": recall,
-                }))?;
-            } else {
-                out.line(format!(
-                    "{} classes, {} images, template {:?}",
-                    report.classes, report.images, report.template
-                ))?;
-                out.line(format!(
-                    "zero-shot accuracy      {:.4}",
-                    report.zero_shot_accuracy
-                ))?;
-                for (k, recall) in &report.text_to_image_recall {
-                    out.line(format!("text->image recall@{k:<3}  {recall:.4}"))?;
-                }
-            }
-            Ok(())
-        }
-        Command::Model(ModelCommand::Pull { name }) => {
-            let repo = name.as_deref().unwrap_or(imgdb::hub::DEFAULT_MODEL);
-            let progress = indicatif::ProgressBar::hidden();
-            if !cli.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-                progress.set_draw_target(indicatif::ProgressDrawTarget::stderr());
-            }
-            let folder = imgdb::hub::pull_model(repo, &imgdb::hub::model_cache(), progress)?;
-            out.line(path_text(&folder))?;
-            Ok(())
-        }
-        Command::Debug(command) => debug(cli, command, out),
-    }
-}
-
-/// The database folder: `--db`, `$IMGDB_DB`, or the XDG data folder.
-fn db_path(cli: &Cli) -> PathBuf {
-    cli.db.clone().unwrap_or_else(|| {
-        std::env::var_os("XDG_DATA_HOME")
-            .map(PathBuf::from)
-            .or_else(|| {
-                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local").join("share"))
-            })
-            .unwrap_or_else(|| PathBuf::from("."))
-            .join("imgdb")
-            .join("db")
-    })
-}
-
-/// The model folder: `--model`, `$IMGDB_MODEL`, or the one `imgdb model pull` fetched.
-fn model_path(cli: &Cli) -> Result<PathBuf> {
-    if let Some(model) = &cli.model {
-        return Ok(model.clone());
-    }
-    imgdb::hub::cached_model(&imgdb::hub::model_cache(), imgdb::hub::DEFAULT_MODEL).ok_or_else(|| {
-        Failure::Usage(format!(
-            "no model: pass --model DIR (a CLIP model folder in ONNX form, see schema/model.md), \
-             set IMGDB_MODEL, or run `imgdb model pull` to fetch {}",
-            imgdb::hub::DEFAULT_MODEL
-        ))
-    })
-}
-
-fn encoder(cli: &Cli) -> Result<Encoder> {
-    let device = Device::from_name(&cli.device).ok_or_else(|| {
-        Failure::Usage(format!(
-            "--device {}: expected cpu, cuda, tensorrt or auto",
-            cli.device
-        ))
-    })?;
-    let options = EncoderOptions {
-        device,
-        tensorrt_cache: Some(imgdb::hub::model_cache().join("tensorrt")),
-        ..EncoderOptions::default()
+pub fn tag(cli: &Cli, args: &TagArgs, out: &mut Out) -> Result<()> {
+    // Labels are embedded as texts; the images' vectors are stored.
+    let encoder = encoder(cli, Towers::Text)?;
+    let db = open_for(cli, &encoder)?;
+    let options = TagOptions {
+        template: args.template.clone(),
+        top: args.top,
+        min_score: args.min_score,
     };
-    Ok(Encoder::load(model_path(cli)?, &options)?)
+    let tagged = db.tag(&encoder, &read_labels(&args.labels)?, &options)?;
+    if args.json {
+        out.json(&json!({"tagged": tagged}))?;
+    } else {
+        out.line(format!("tagged {tagged} images"))?;
+    }
+    Ok(())
+}
+
+pub fn classify(cli: &Cli, args: &ClassifyArgs, out: &mut Out) -> Result<()> {
+    let encoder = encoder(cli, Towers::Both)?;
+    let classifier = ZeroShot::new(&encoder, &read_labels(&args.labels)?, &args.template)?;
+    let tags = classifier.classify_file(&encoder, &args.image)?;
+    for (rank, tag) in tags.iter().take(args.top).enumerate() {
+        if args.json {
+            out.json(&json!({"rank": rank + 1, "label": tag.label, "score": tag.score}))?;
+        } else {
+            out.line(format!("{:>3}  {:.4}  {}", rank + 1, tag.score, tag.label))?;
+        }
+    }
+    Ok(())
+}
+
+pub fn dupes(cli: &Cli, args: &DupesArgs, out: &mut Out) -> Result<()> {
+    let db = open(cli)?;
+    for group in db.near_duplicates(args.threshold)? {
+        let records = group
+            .ids
+            .iter()
+            .map(|&id| db.get(id))
+            .collect::<imgdb::Result<Vec<_>>>()?;
+        let paths: Vec<String> = records
+            .iter()
+            .flatten()
+            .map(|r| path_text(r.path()))
+            .collect();
+        if args.json {
+            let ids: Vec<u64> = group.ids.iter().map(|id| id.0).collect();
+            out.json(&json!({"ids": ids, "paths": paths, "min_score": group.min_score}))?;
+        } else {
+            out.line(format!(
+                "{} images, similarity >= {:.3}:",
+                paths.len(),
+                group.min_score
+            ))?;
+            for path in paths {
+                out.line(format!("  {path}"))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn reindex(cli: &Cli, out: &mut Out) -> Result<()> {
+    let encoder = encoder(cli, Towers::Both)?;
+    let report = Db::reindex(&db_path(cli), &encoder, |done, total| {
+        tracing::info!("re-encoded {done}/{total}");
+    })?;
+    out.line(format!("re-encoded {} images", report.reindexed))?;
+    for (path, reason) in &report.dropped {
+        eprintln!("dropped {}: {reason}", path.display());
+    }
+    if report.dropped.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Partial)
+    }
+}
+
+pub fn export(cli: &Cli, args: &ExportArgs, out: &mut Out) -> Result<()> {
+    let count = open(cli)?.export(&args.dir)?;
+    out.line(format!("exported {count} images to {}", args.dir.display()))?;
+    Ok(())
+}
+
+pub fn import(cli: &Cli, args: &ImportArgs, out: &mut Out) -> Result<()> {
+    let encoder = encoder(cli, Towers::Both)?;
+    let db = Db::open_or_create(db_path(cli), encoder.space().clone())?;
+    let count = db.import(&encoder, &args.dir)?;
+    out.line(format!("imported {count} images"))?;
+    Ok(())
+}
+
+pub fn eval(cli: &Cli, args: &EvalArgs, out: &mut Out) -> Result<()> {
+    let encoder = encoder(cli, Towers::Both)?;
+    let report = imgdb::eval::evaluate_image_folder(&encoder, &args.dir, &args.template)?;
+    if args.json {
+        let recall: serde_json::Map<String, serde_json::Value> = report
+            .text_to_image_recall
+            .iter()
+            .map(|(k, r)| (format!("recall@{k}"), json!(r)))
+            .collect();
+        out.json(&json!({
+            "classes": report.classes, "images": report.images, "template": report.template,
+            "zero_shot_accuracy": report.zero_shot_accuracy, "text_to_image": recall,
+        }))?;
+    } else {
+        out.line(format!(
+            "{} classes, {} images, template {:?}",
+            report.classes, report.images, report.template
+        ))?;
+        out.line(format!(
+            "zero-shot accuracy      {:.4}",
+            report.zero_shot_accuracy
+        ))?;
+        for (k, recall) in &report.text_to_image_recall {
+            out.line(format!("text->image recall@{k:<3}  {recall:.4}"))?;
+        }
+    }
+    Ok(())
+}
+
+pub fn model_pull(cli: &Cli, name: Option<&str>, out: &mut Out) -> Result<()> {
+    let repo = name.unwrap_or(imgdb::hub::DEFAULT_MODEL);
+    let progress = indicatif::ProgressBar::hidden();
+    if !cli.quiet && std::io::stderr().is_terminal() {
+        progress.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    }
+    let folder = imgdb::hub::pull_model(repo, &resolve::model_cache(), progress)?;
+    out.line(path_text(&folder))?;
+    Ok(())
+}
+
+/// The database folder (`imgdb::resolve::database_path`).
+fn db_path(cli: &Cli) -> PathBuf {
+    resolve::database_path(cli.db.as_deref())
+}
+
+/// The existing database, of whatever model.
+fn open(cli: &Cli) -> Result<Db> {
+    Ok(Db::open(db_path(cli))?)
+}
+
+/// The model with the towers a command needs.
+fn encoder(cli: &Cli, towers: Towers) -> Result<Encoder> {
+    let model = resolve::model_folder(cli.model.as_deref())?;
+    let options = EncoderOptions {
+        towers,
+        ..resolve::encoder_options(resolve::device(cli.device.as_deref())?)
+    };
+    Ok(Encoder::load(model, &options)?)
 }
 
 /// The database, which must exist and hold the encoder's space.
@@ -225,8 +197,8 @@ fn read_labels(path: &Path) -> Result<Vec<String>> {
     Ok(labels)
 }
 
-fn ingest(cli: &Cli, args: &crate::args::IngestArgs, out: &mut Out) -> Result<()> {
-    let encoder = encoder(cli)?;
+pub fn ingest(cli: &Cli, args: &IngestArgs, out: &mut Out) -> Result<()> {
+    let encoder = encoder(cli, Towers::Both)?;
     let db = Db::open_or_create(db_path(cli), encoder.space().clone())?;
     let cancel = Arc::new(AtomicBool::new(false));
     let flag = cancel.clone();
@@ -313,7 +285,7 @@ fn parse_time(text: &str) -> Result<Timestamp> {
     Ok(Timestamp(zoned.timestamp().as_nanosecond() as i64))
 }
 
-fn query(cli: &Cli, args: &QueryArgs, out: &mut Out) -> Result<()> {
+pub fn query(cli: &Cli, args: &QueryArgs, out: &mut Out) -> Result<()> {
     let mut terms = Vec::new();
     if let Some(text) = &args.text {
         terms.push(QueryTerm::Text {
@@ -378,7 +350,14 @@ fn query(cli: &Cli, args: &QueryArgs, out: &mut Out) -> Result<()> {
         filter,
         ef: args.ef,
     };
-    let encoder = encoder(cli)?;
+    // A query of texts alone needs no image tower: a one-shot query starts
+    // in a fraction of the time.
+    let towers = if args.images.is_empty() {
+        Towers::Text
+    } else {
+        Towers::Both
+    };
+    let encoder = encoder(cli, towers)?;
     let db = open_for(cli, &encoder)?;
     let hits = db.query(&encoder, &query)?;
     for (rank, hit) in hits.iter().enumerate() {
@@ -398,8 +377,8 @@ fn query(cli: &Cli, args: &QueryArgs, out: &mut Out) -> Result<()> {
     Ok(())
 }
 
-fn failures(cli: &Cli, json: bool, out: &mut Out) -> Result<()> {
-    let db = Db::open(db_path(cli))?;
+pub fn failures(cli: &Cli, json: bool, out: &mut Out) -> Result<()> {
+    let db = open(cli)?;
     for (path, failure) in db.failures()? {
         if json {
             out.json(&json!({
@@ -413,22 +392,14 @@ fn failures(cli: &Cli, json: bool, out: &mut Out) -> Result<()> {
     Ok(())
 }
 
-fn stats(cli: &Cli, json: bool, out: &mut Out) -> Result<()> {
-    let db = Db::open(db_path(cli))?;
-    let stats = db.stats()?;
-    // The provider needs the model; stats work without one.
-    let provider = match model_path(cli) {
-        Ok(_) => match encoder(cli) {
-            Ok(encoder) => encoder.provider().to_string(),
-            Err(_) => "the model does not load".into(),
-        },
-        Err(_) => "no model given".into(),
-    };
+/// Figures of the database alone: no model is opened.
+pub fn stats(cli: &Cli, json: bool, out: &mut Out) -> Result<()> {
+    let stats = open(cli)?.stats()?;
     if json {
         out.json(&json!({
             "images": stats.images, "files": stats.files, "failures": stats.failures,
             "model": stats.space.model_id, "dim": stats.space.dim, "fingerprint": stats.space.fingerprint.to_hex(),
-            "provider": provider, "index_points": stats.index_points, "tombstones": stats.tombstones,
+            "index_points": stats.index_points, "tombstones": stats.tombstones,
             "index_origin": format!("{:?}", stats.origin), "store_bytes": stats.store_bytes,
             "snapshot_bytes": stats.snapshot_bytes, "format_version": stats.format_version,
             "m": stats.index_params.m, "ef_construction": stats.index_params.ef_construction,
@@ -439,7 +410,6 @@ fn stats(cli: &Cli, json: bool, out: &mut Out) -> Result<()> {
         out.line(format!("files         {}", stats.files))?;
         out.line(format!("failures      {}", stats.failures))?;
         out.line(format!("model         {}", stats.space))?;
-        out.line(format!("provider      {provider}"))?;
         out.line(format!(
             "index         {} points, {} tombstones, M {}, efConstruction {}",
             stats.index_points,
@@ -454,8 +424,8 @@ fn stats(cli: &Cli, json: bool, out: &mut Out) -> Result<()> {
     Ok(())
 }
 
-fn check(cli: &Cli, json: bool, out: &mut Out) -> Result<()> {
-    let db = Db::open(db_path(cli))?;
+pub fn check(cli: &Cli, json: bool, out: &mut Out) -> Result<()> {
+    let db = open(cli)?;
     let report = db.verify()?;
     if json {
         out.json(&json!({
@@ -486,8 +456,8 @@ fn check(cli: &Cli, json: bool, out: &mut Out) -> Result<()> {
     }
 }
 
-fn rm(cli: &Cli, paths: &[PathBuf], out: &mut Out) -> Result<()> {
-    let db = Db::open(db_path(cli))?;
+pub fn rm(cli: &Cli, paths: &[PathBuf], out: &mut Out) -> Result<()> {
+    let db = open(cli)?;
     let mut batch = WriteBatch::new();
     let mut missing = false;
     for path in paths {
@@ -519,7 +489,7 @@ fn rm(cli: &Cli, paths: &[PathBuf], out: &mut Out) -> Result<()> {
     }
 }
 
-fn debug(cli: &Cli, command: &DebugCommand, out: &mut Out) -> Result<()> {
+pub fn debug(cli: &Cli, command: &DebugCommand, out: &mut Out) -> Result<()> {
     let write_npy = |path: &Path, array: ndarray::Array2<f32>| -> Result<()> {
         let file = std::fs::File::create(path)?;
         ndarray_npy::WriteNpyExt::write_npy(&array, std::io::BufWriter::new(file))
@@ -540,7 +510,7 @@ fn debug(cli: &Cli, command: &DebugCommand, out: &mut Out) -> Result<()> {
                         &json, config,
                     )?)
                 }
-                None => encoder(cli)?.preprocessor().clone(),
+                None => encoder(cli, Towers::Image)?.preprocessor().clone(),
             };
             let bytes = std::fs::read(image)?;
             let prepared = preprocessor.prepare(&bytes, image)?;
@@ -561,7 +531,12 @@ fn debug(cli: &Cli, command: &DebugCommand, out: &mut Out) -> Result<()> {
             text,
             out: target,
         } => {
-            let encoder = encoder(cli)?;
+            let towers = if text.is_some() {
+                Towers::Text
+            } else {
+                Towers::Image
+            };
+            let encoder = encoder(cli, towers)?;
             let vector = match (image, text) {
                 (_, Some(text)) => encoder.embed_texts(&[text])?.remove(0),
                 (Some(image), None) => encoder.embed_image_file(image)?,

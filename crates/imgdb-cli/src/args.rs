@@ -8,17 +8,19 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "imgdb", version, about, max_term_width = 100)]
 pub struct Cli {
-    /// The database folder [default: $XDG_DATA_HOME/imgdb/db].
-    #[arg(long, global = true, env = "IMGDB_DB", value_name = "DIR")]
+    /// The database folder [default: $IMGDB_DB, else $XDG_DATA_HOME/imgdb/db].
+    #[arg(long, global = true, value_name = "DIR")]
     pub db: Option<PathBuf>,
 
-    /// The model folder (see schema/model.md) [default: the model `imgdb model pull` fetched].
-    #[arg(long, global = true, env = "IMGDB_MODEL", value_name = "DIR")]
+    /// The model folder (see schema/model.md) [default: $IMGDB_MODEL, else the model
+    /// `imgdb model pull` fetched].
+    #[arg(long, global = true, value_name = "DIR")]
     pub model: Option<PathBuf>,
 
-    /// Where the model runs: cpu, cuda, tensorrt or auto (CUDA if it starts, else CPU).
-    #[arg(long, global = true, env = "IMGDB_DEVICE", default_value = "cpu")]
-    pub device: String,
+    /// Where the model runs: cpu, cuda, tensorrt or auto (CUDA if it starts, else CPU)
+    /// [default: $IMGDB_DEVICE, else cpu].
+    #[arg(long, global = true, value_name = "DEVICE")]
+    pub device: Option<String>,
 
     /// Only errors on stderr.
     #[arg(long, short, global = true)]

@@ -3,15 +3,16 @@
 //! deletions, failures, JSON output, tags, export/import, eval, model pull
 //! from a local mock hub, re-indexing and exit codes.
 
-mod common;
+mod hub;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
+/// The repository root, where the fixtures are.
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// A temporary world: a copy of the shapes, a database folder, a cache.
@@ -257,7 +258,10 @@ fn ingest_query_and_keep_up_with_the_folder() {
     // stats and check.
     let stats = world.json_lines(&["stats", "--json"]);
     assert_eq!(stats[0]["images"].as_u64(), Some(179));
-    assert_eq!(stats[0]["provider"].as_str(), Some("cpu"));
+    assert_eq!(stats[0]["model"].as_str(), Some("tiny-clip"));
+    // stats opens no model: a model folder that does not exist is not read.
+    let no_model = world.run_with(Path::new("/nonexistent/model"), &["stats", "--json"]);
+    assert_eq!(no_model.status.code(), Some(0));
     world.ok(&["check"]);
 
     // rm removes from the database, not from the disk.
@@ -497,7 +501,7 @@ fn a_model_change_is_refused_until_reindex() {
 #[test]
 fn model_pull_fetches_from_the_hub_and_becomes_the_default() {
     let world = World::new();
-    let hub = common::hub::serve(root().join("fixtures/models/tiny-clip"), None);
+    let hub = hub::serve(root().join("fixtures/models/tiny-clip"), None);
     let pull = world
         .command()
         .args(["model", "pull"])
@@ -540,7 +544,7 @@ fn model_pull_fetches_from_the_hub_and_becomes_the_default() {
     );
 
     // A file that does not match its checksum is refused and deleted.
-    let bad_hub = common::hub::serve(
+    let bad_hub = hub::serve(
         root().join("fixtures/models/tiny-clip"),
         Some("onnx/text_model.onnx"),
     );
@@ -550,7 +554,8 @@ fn model_pull_fetches_from_the_hub_and_becomes_the_default() {
         .env("HF_ENDPOINT", &bad_hub.endpoint)
         .output()
         .unwrap();
-    assert_eq!(bad.status.code(), Some(2));
+    // A download that does not match its checksum is damaged data: exit 4.
+    assert_eq!(bad.status.code(), Some(4));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("checksum"));
 }
 
@@ -587,6 +592,35 @@ fn usage_errors_and_closed_pipes() {
 
     let bad_weight = world.run(&["query", "--text", "a dog::heavy"]);
     assert_eq!(bad_weight.status.code(), Some(2));
+    let bad_device = world.run(&["--device", "tpu", "query", "a dog"]);
+    assert_eq!(bad_device.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_device.stderr).contains("cpu, cuda, tensorrt or auto"));
+}
+
+#[test]
+fn exit_codes_follow_the_error_kind() {
+    let world = World::new();
+    world.ok(&["ingest", &world.photos().to_string_lossy()]);
+    {
+        // Held open by this process: another one is told to come back later.
+        let _held = imgdb::Db::open(world.db()).unwrap();
+        let busy = world.run(&["stats"]);
+        assert_eq!(busy.status.code(), Some(3));
+        assert!(String::from_utf8_lossy(&busy.stderr).contains("in use"));
+    }
+    // A damaged format marker: damaged data.
+    let marker = world.db().join("imgdb.format");
+    let mut bytes = std::fs::read(&marker).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&marker, bytes).unwrap();
+    let damaged = world.run(&["stats"]);
+    assert_eq!(damaged.status.code(), Some(4));
+    // A model folder that is not one: the model is unusable.
+    let not_a_model = world.dir.path().join("not-a-model");
+    std::fs::create_dir_all(&not_a_model).unwrap();
+    let refused = world.run_with(&not_a_model, &["query", "a dog"]);
+    assert_eq!(refused.status.code(), Some(5));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not a model folder"));
 }
 
 #[test]

@@ -1,0 +1,134 @@
+//! The `imgdb` command line: parses arguments, routes each command to one
+//! function in `commands.rs`, and maps the outcome to an exit code. The
+//! library does all the work, and also decides where the database and the
+//! model are (`imgdb::resolve`).
+//!
+//! Exit codes (schema/cli.md): 0 success, 1 partial success, 2 usage error
+//! or a request that cannot be done as asked, 3 database in use, 4 damaged
+//! or unsupported data, 5 model or runtime unusable, 6 I/O or network. A
+//! closed output pipe is success.
+
+mod args;
+mod commands;
+mod output;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use imgdb::ErrorKind;
+
+use args::{Cli, Command};
+use output::Out;
+
+/// Why a command did not fully succeed.
+pub enum Failure {
+    /// Some inputs failed; the rest was done (exit 1).
+    Partial,
+    /// Wrong usage (exit 2).
+    Usage(String),
+    /// The library failed (exit code by its kind).
+    Imgdb(imgdb::Error),
+    /// Writing the output failed (exit 6; a closed pipe is success).
+    Output(std::io::Error),
+}
+
+impl From<imgdb::Error> for Failure {
+    fn from(e: imgdb::Error) -> Failure {
+        Failure::Imgdb(e)
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Failure {
+        Failure::Output(e)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let mut out = Out::new();
+    let result = run(&cli, &mut out);
+    let flushed = out.flush().map_err(Failure::from);
+    match result.and(flushed) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => ExitCode::from(exit_code(failure)),
+    }
+}
+
+/// One function per command.
+fn run(cli: &Cli, out: &mut Out) -> commands::Result<()> {
+    match &cli.command {
+        Command::Ingest(args) => commands::ingest(cli, args, out),
+        Command::Query(args) => commands::query(cli, args, out),
+        Command::Failures(args) => commands::failures(cli, args.json, out),
+        Command::Tag(args) => commands::tag(cli, args, out),
+        Command::Classify(args) => commands::classify(cli, args, out),
+        Command::Dupes(args) => commands::dupes(cli, args, out),
+        Command::Stats(args) => commands::stats(cli, args.json, out),
+        Command::Check(args) => commands::check(cli, args.json, out),
+        Command::Rm(args) => commands::rm(cli, &args.paths, out),
+        Command::Reindex => commands::reindex(cli, out),
+        Command::Export(args) => commands::export(cli, args, out),
+        Command::Import(args) => commands::import(cli, args, out),
+        Command::Eval(args) => commands::eval(cli, args, out),
+        Command::Model(args::ModelCommand::Pull { name }) => {
+            commands::model_pull(cli, name.as_deref(), out)
+        }
+        Command::Debug(command) => commands::debug(cli, command, out),
+    }
+}
+
+fn init_logging(cli: &Cli) {
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, _) => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IMGDB_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("imgdb={level},ort=error,{level}"))
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .without_time()
+        .init();
+}
+
+/// Prints what failed (with its causes, one per line) and picks the code.
+fn exit_code(failure: Failure) -> u8 {
+    match failure {
+        Failure::Partial => 1,
+        Failure::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
+        Failure::Output(e) => {
+            report(&e);
+            6
+        }
+        Failure::Usage(message) => {
+            eprintln!("error: {message}");
+            2
+        }
+        Failure::Imgdb(e) => {
+            report(&e);
+            match e.kind() {
+                ErrorKind::InUse => 3,
+                ErrorKind::Corrupt | ErrorKind::Unsupported => 4,
+                ErrorKind::Model => 5,
+                ErrorKind::Io | ErrorKind::Network => 6,
+                _ => 2,
+            }
+        }
+    }
+}
+
+fn report(error: &dyn std::error::Error) {
+    eprintln!("error: {error}");
+    let mut source = error.source();
+    while let Some(cause) = source {
+        eprintln!("  caused by: {cause}");
+        source = cause.source();
+    }
+}

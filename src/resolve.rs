@@ -1,0 +1,130 @@
+//! Where things are when the caller does not say: the database folder, the
+//! model folder, the caches and the execution device.
+//!
+//! This is policy that every front end shares (the CLI, the daemon, an app
+//! that wants imgdb's defaults), so it lives here and not in a binary. Each
+//! function takes what the caller was given explicitly and falls back to the
+//! environment, then to the XDG base directories.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::model::{Device, EncoderOptions};
+
+/// Names the database folder when none is given.
+pub const DB_ENV: &str = "IMGDB_DB";
+/// Names the model folder when none is given.
+pub const MODEL_ENV: &str = "IMGDB_MODEL";
+/// Names the device (`cpu`, `cuda`, `tensorrt`, `auto`) when none is given.
+pub const DEVICE_ENV: &str = "IMGDB_DEVICE";
+/// Names the cache folder (models, TensorRT engines, model digests).
+pub const CACHE_ENV: &str = "IMGDB_CACHE";
+
+/// The value of an environment variable, unless unset or empty.
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The user's home, when known.
+fn home() -> Option<PathBuf> {
+    env_path("HOME")
+}
+
+/// The database folder: `explicit`, else `$IMGDB_DB`, else
+/// `$XDG_DATA_HOME/imgdb/db` (`~/.local/share/imgdb/db`).
+pub fn database_path(explicit: Option<&Path>) -> PathBuf {
+    if let Some(path) = explicit {
+        return path.to_path_buf();
+    }
+    env_path(DB_ENV).unwrap_or_else(|| {
+        env_path("XDG_DATA_HOME")
+            .or_else(|| home().map(|h| h.join(".local").join("share")))
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join("imgdb")
+            .join("db")
+    })
+}
+
+/// The cache folder: `$IMGDB_CACHE`, else `$XDG_CACHE_HOME/imgdb`, else
+/// `~/.cache/imgdb`.
+pub fn cache_dir() -> PathBuf {
+    env_path(CACHE_ENV)
+        .or_else(|| env_path("XDG_CACHE_HOME").map(|d| d.join("imgdb")))
+        .or_else(|| home().map(|h| h.join(".cache").join("imgdb")))
+        .unwrap_or_else(|| PathBuf::from(".imgdb-cache"))
+}
+
+/// Where pulled models are kept: `models/` in the [cache](cache_dir).
+pub fn model_cache() -> PathBuf {
+    cache_dir().join("models")
+}
+
+/// The model folder: `explicit`, else `$IMGDB_MODEL`, else the default
+/// model when it was pulled into the [model cache](model_cache) (needs the
+/// `hub` feature). Fails with [`Error::NoModel`] when there is none.
+pub fn model_folder(explicit: Option<&Path>) -> Result<PathBuf> {
+    if let Some(path) = explicit {
+        return Ok(path.to_path_buf());
+    }
+    if let Some(path) = env_path(MODEL_ENV) {
+        return Ok(path);
+    }
+    #[cfg(feature = "hub")]
+    if let Some(path) = crate::hub::cached_model(&model_cache(), crate::hub::DEFAULT_MODEL) {
+        return Ok(path);
+    }
+    Err(Error::NoModel {
+        cache: model_cache(),
+    })
+}
+
+/// The device: `explicit`, else `$IMGDB_DEVICE`, else the CPU.
+pub fn device(explicit: Option<&str>) -> Result<Device> {
+    let name = match explicit {
+        Some(name) => name.to_string(),
+        None => match std::env::var(DEVICE_ENV) {
+            Ok(name) if !name.is_empty() => name,
+            _ => return Ok(Device::Cpu),
+        },
+    };
+    Device::from_name(&name).ok_or(Error::InvalidParameter {
+        name: "device",
+        value: name,
+        expected: "cpu, cuda, tensorrt or auto",
+    })
+}
+
+/// Encoder options for `device` with the shared caches: TensorRT engines
+/// and model-file digests under the [cache](cache_dir).
+pub fn encoder_options(device: Device) -> EncoderOptions {
+    EncoderOptions {
+        device,
+        tensorrt_cache: Some(cache_dir().join("tensorrt")),
+        digest_cache: Some(cache_dir().join("digests")),
+        ..EncoderOptions::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_values_win() {
+        assert_eq!(
+            database_path(Some(Path::new("/x/db"))),
+            PathBuf::from("/x/db")
+        );
+        assert_eq!(
+            model_folder(Some(Path::new("/x/model"))).unwrap(),
+            PathBuf::from("/x/model")
+        );
+        assert_eq!(device(Some("cuda")).unwrap(), Device::Cuda);
+        assert!(matches!(
+            device(Some("tpu")),
+            Err(Error::InvalidParameter { name: "device", .. })
+        ));
+    }
+}
