@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use crate::db::{Db, SearchOptions};
 use crate::error::Result;
-use crate::store::record::ImageId;
+use crate::types::ImageId;
 
 /// How many neighbours of each image are looked at.
 const NEIGHBOURS: usize = 16;

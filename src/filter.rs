@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 
 use crate::index::RowAttrs;
-use crate::store::record::{ImageFormat, Timestamp};
+use crate::types::{ImageFormat, Timestamp};
 
 /// Conditions on the images a search may return; all given ones must hold.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -14,6 +14,7 @@ use hf_hub::api::sync::ApiBuilder;
 use sha1::Digest as _;
 
 use crate::error::{Error, Result};
+use crate::types::hex;
 
 /// The model pulled when none is named: OpenAI's CLIP ViT-B/32 in the
 /// Hugging Face layout, exported to ONNX by Xenova.
@@ -126,8 +127,4 @@ fn verify(path: &Path, repo: &str, file: &str) -> Result<()> {
         });
     }
     Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

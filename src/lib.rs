@@ -55,6 +55,7 @@ mod reindex;
 pub mod resolve;
 mod space;
 mod store;
+mod types;
 mod zeroshot;
 
 pub use cancel::CancelToken;
@@ -77,9 +78,8 @@ pub use query::{Query, QueryHit, QueryTerm};
 pub use reindex::ReindexReport;
 pub use space::{EmbeddingSpace, Fingerprint};
 pub use store::Failure;
-pub use store::record::{
-    ContentHash, FileEntry, ImageFormat, ImageId, ImageRecord, Tag, Timestamp,
-};
+pub use store::record::{FileEntry, ImageRecord, Tag};
+pub use types::{ContentHash, ImageFormat, ImageId, Timestamp};
 pub use zeroshot::{TagOptions, ZeroShot};
 
 /// The database format version this build writes (the store layout of

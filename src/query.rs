@@ -12,7 +12,8 @@ use crate::db::{Db, SearchOptions};
 use crate::error::{Error, Result, VectorProblem};
 use crate::filter::Filter;
 use crate::model::Encoder;
-use crate::store::record::{ImageId, ImageRecord};
+use crate::store::record::ImageRecord;
+use crate::types::ImageId;
 
 /// One part of a query.
 #[derive(Clone, Debug, PartialEq)]

@@ -27,7 +27,7 @@ impl Fingerprint {
 
     /// The full digest in lowercase hexadecimal.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        crate::types::hex(&self.0)
     }
 
     /// The first 12 hexadecimal digits, enough to tell spaces apart in messages.

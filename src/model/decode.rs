@@ -23,7 +23,7 @@ use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 
 use super::preprocess::Transparency;
 use crate::error::{Error, Result};
-use crate::store::record::ImageFormat;
+use crate::types::ImageFormat;
 
 /// Bounds on what a decode may allocate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

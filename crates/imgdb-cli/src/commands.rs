@@ -271,18 +271,11 @@ fn weighted(term: &str) -> Result<(&str, f32)> {
 }
 
 fn parse_time(text: &str) -> Result<Timestamp> {
-    if let Ok(ts) = text.parse::<jiff::Timestamp>() {
-        return Ok(Timestamp(ts.as_nanosecond() as i64));
-    }
-    let date: jiff::civil::Date = text.parse().map_err(|_| {
+    Timestamp::parse(text).ok_or_else(|| {
         Failure::Usage(format!(
             "{text:?}: expected a date (2024-05-01) or an RFC 3339 time"
         ))
-    })?;
-    let zoned = date
-        .to_zoned_datetime(jiff::tz::TimeZone::system())
-        .map_err(|e| Failure::Usage(format!("{text:?}: {e}")))?;
-    Ok(Timestamp(zoned.timestamp().as_nanosecond() as i64))
+    })
 }
 
 pub fn query(cli: &Cli, args: &QueryArgs, out: &mut Out) -> Result<()> {

@@ -77,8 +77,7 @@ pub fn hit_json(rank: usize, hit: &QueryHit) -> Value {
 
 /// RFC 3339 in UTC.
 pub fn timestamp_text(t: imgdb::Timestamp) -> String {
-    jiff::Timestamp::from_nanosecond(i128::from(t.0))
-        .map_or_else(|_| t.0.to_string(), |ts| ts.to_string())
+    t.to_rfc3339()
 }
 
 /// Progress of an ingest: a bar on a terminal, JSON events with `--json`,

@@ -1,0 +1,275 @@
+//! The domain types every layer speaks: image ids, content hashes,
+//! timestamps and image formats. This is the bottom layer: it imports
+//! nothing from the rest of the crate.
+//!
+//! Each type's persisted form is explicit and pinned by a test below, never
+//! derived from declaration order: reordering `ImageFormat`'s variants, say,
+//! must not change what is on disk (`schema/store.md`, `schema/index.md`).
+
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Lowercase hexadecimal of `bytes` (the one hex encoder of the crate).
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(2 * bytes.len()), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
+/// The id of an image in a database. Ids are never reused.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+pub struct ImageId(pub u64);
+
+impl fmt::Display for ImageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// The BLAKE3 digest of a file's bytes.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ContentHash(pub [u8; 32]);
+
+impl ContentHash {
+    /// The digest of `bytes`.
+    pub fn of(bytes: &[u8]) -> ContentHash {
+        ContentHash(*blake3::hash(bytes).as_bytes())
+    }
+
+    /// Lowercase hexadecimal.
+    pub fn to_hex(&self) -> String {
+        hex(&self.0)
+    }
+}
+
+impl fmt::Debug for ContentHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ContentHash({})", &self.to_hex()[..12])
+    }
+}
+
+/// Nanoseconds since the Unix epoch (negative before it).
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, Serialize, Deserialize,
+)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// The current time.
+    pub fn now() -> Timestamp {
+        Timestamp::from(SystemTime::now())
+    }
+
+    /// Whole seconds since the epoch.
+    pub fn as_secs(&self) -> i64 {
+        self.0.div_euclid(1_000_000_000)
+    }
+
+    /// RFC 3339 in UTC (`2024-05-01T12:00:00Z`), as JSON output writes it.
+    pub fn to_rfc3339(&self) -> String {
+        jiff::Timestamp::from_nanosecond(i128::from(self.0))
+            .map(|t| t.to_string())
+            .unwrap_or_else(|_| self.0.to_string())
+    }
+
+    /// Parses an RFC 3339 time, or a date (`2024-05-01`), which means its
+    /// midnight in the system's time zone.
+    pub fn parse(text: &str) -> Option<Timestamp> {
+        let nanos = |t: jiff::Timestamp| i64::try_from(t.as_nanosecond()).ok().map(Timestamp);
+        if let Ok(t) = text.parse::<jiff::Timestamp>() {
+            return nanos(t);
+        }
+        let date: jiff::civil::Date = text.parse().ok()?;
+        let zoned = date.to_zoned_datetime(jiff::tz::TimeZone::system()).ok()?;
+        nanos(zoned.timestamp())
+    }
+}
+
+impl From<SystemTime> for Timestamp {
+    fn from(t: SystemTime) -> Timestamp {
+        match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => Timestamp(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)),
+            Err(e) => Timestamp(-i64::try_from(e.duration().as_nanos()).unwrap_or(i64::MAX)),
+        }
+    }
+}
+
+/// The encoded format of an image file. Persisted as its [code](Self::code).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[non_exhaustive]
+pub enum ImageFormat {
+    /// JPEG.
+    Jpeg,
+    /// PNG.
+    Png,
+    /// WebP.
+    WebP,
+    /// GIF (the first frame is indexed).
+    Gif,
+    /// BMP.
+    Bmp,
+    /// TIFF.
+    Tiff,
+    /// Anything else (imported vectors, for example).
+    Other,
+}
+
+impl ImageFormat {
+    /// Every format.
+    pub const ALL: [ImageFormat; 7] = [
+        ImageFormat::Jpeg,
+        ImageFormat::Png,
+        ImageFormat::WebP,
+        ImageFormat::Gif,
+        ImageFormat::Bmp,
+        ImageFormat::Tiff,
+        ImageFormat::Other,
+    ];
+
+    /// The format's persisted code (store records and index snapshots).
+    /// Codes are forever: a new format takes a new code.
+    pub const fn code(self) -> u8 {
+        match self {
+            ImageFormat::Jpeg => 0,
+            ImageFormat::Png => 1,
+            ImageFormat::WebP => 2,
+            ImageFormat::Gif => 3,
+            ImageFormat::Bmp => 4,
+            ImageFormat::Tiff => 5,
+            ImageFormat::Other => 6,
+        }
+    }
+
+    /// The format with this persisted code.
+    pub fn from_code(code: u8) -> Option<ImageFormat> {
+        ImageFormat::ALL.into_iter().find(|f| f.code() == code)
+    }
+
+    /// The lowercase name used on the command line and in JSON.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ImageFormat::Jpeg => "jpeg",
+            ImageFormat::Png => "png",
+            ImageFormat::WebP => "webp",
+            ImageFormat::Gif => "gif",
+            ImageFormat::Bmp => "bmp",
+            ImageFormat::Tiff => "tiff",
+            ImageFormat::Other => "other",
+        }
+    }
+
+    /// Parses a name (`jpg` is accepted for `jpeg`, `tif` for `tiff`).
+    pub fn from_name(name: &str) -> Option<ImageFormat> {
+        let name = name.to_ascii_lowercase();
+        Some(match name.as_str() {
+            "jpeg" | "jpg" => ImageFormat::Jpeg,
+            "png" => ImageFormat::Png,
+            "webp" => ImageFormat::WebP,
+            "gif" => ImageFormat::Gif,
+            "bmp" => ImageFormat::Bmp,
+            "tiff" | "tif" => ImageFormat::Tiff,
+            "other" => ImageFormat::Other,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for ImageFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+// Through serde the format is its code as a u32: the same bytes bincode
+// wrote for the derived enum (a varint variant index), so databases of
+// format 1 read unchanged, but pinned to the code, not the order.
+impl Serialize for ImageFormat {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u32(u32::from(self.code()))
+    }
+}
+
+impl<'de> Deserialize<'de> for ImageFormat {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ImageFormat, D::Error> {
+        let code = u32::deserialize(d)?;
+        u8::try_from(code)
+            .ok()
+            .and_then(ImageFormat::from_code)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown image format code {code}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The persisted codes: changing one is a format change.
+    #[test]
+    fn image_format_codes_are_pinned() {
+        let pinned = [
+            (ImageFormat::Jpeg, 0),
+            (ImageFormat::Png, 1),
+            (ImageFormat::WebP, 2),
+            (ImageFormat::Gif, 3),
+            (ImageFormat::Bmp, 4),
+            (ImageFormat::Tiff, 5),
+            (ImageFormat::Other, 6),
+        ];
+        assert_eq!(pinned.len(), ImageFormat::ALL.len());
+        for (format, code) in pinned {
+            assert_eq!(format.code(), code, "{format}");
+            assert_eq!(ImageFormat::from_code(code), Some(format));
+            assert_eq!(ImageFormat::from_name(format.name()), Some(format));
+        }
+        assert_eq!(ImageFormat::from_code(7), None);
+    }
+
+    /// The store's bincode bytes of each domain type, as schema/store.md
+    /// documents them.
+    #[test]
+    fn store_encodings_are_pinned() {
+        let config = bincode::config::standard();
+        let bytes = |value: &dyn erased::Encode| value.encode(config);
+        assert_eq!(bytes(&ImageFormat::Tiff), [5]);
+        assert_eq!(bytes(&ImageFormat::Other), [6]);
+        assert_eq!(bytes(&ImageId(300)), [251, 44, 1]);
+        assert_eq!(bytes(&Timestamp(-1)), [1]);
+        assert_eq!(bytes(&ContentHash([7; 32])), [7; 32]);
+        let decoded: (ImageFormat, usize) =
+            bincode::serde::decode_from_slice(&[4], config).unwrap();
+        assert_eq!(decoded.0, ImageFormat::Bmp);
+        assert!(bincode::serde::decode_from_slice::<ImageFormat, _>(&[9], config).is_err());
+    }
+
+    /// `bincode::serde::encode_to_vec` for values of several types in one list.
+    mod erased {
+        pub trait Encode {
+            fn encode(&self, config: bincode::config::Configuration) -> Vec<u8>;
+        }
+        impl<T: serde::Serialize> Encode for T {
+            fn encode(&self, config: bincode::config::Configuration) -> Vec<u8> {
+                bincode::serde::encode_to_vec(self, config).unwrap()
+            }
+        }
+    }
+
+    #[test]
+    fn timestamps_parse_and_print_rfc3339() {
+        let t = Timestamp::parse("2024-05-01T12:00:00Z").unwrap();
+        assert_eq!(t.as_secs(), 1_714_564_800);
+        assert_eq!(t.to_rfc3339(), "2024-05-01T12:00:00Z");
+        assert!(Timestamp::parse("2024-05-01").is_some());
+        assert_eq!(Timestamp::parse("yesterday"), None);
+    }
+
+    #[test]
+    fn hex_is_lowercase_and_padded() {
+        assert_eq!(hex(&[0, 0xab, 7]), "00ab07");
+    }
+}
