@@ -56,6 +56,7 @@ pub mod resolve;
 mod space;
 mod store;
 mod types;
+mod vector;
 mod zeroshot;
 
 pub use cancel::CancelToken;

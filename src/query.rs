@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::db::{Db, SearchOptions};
-use crate::error::{Error, Result, VectorProblem};
+use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::model::Encoder;
 use crate::store::record::ImageRecord;
@@ -152,13 +152,7 @@ impl Db {
                 add(&mut sum, &self.image_vector(encoder, path)?, *weight);
             }
         }
-        let norm = sum.iter().map(|x| x * x).sum::<f32>().sqrt();
-        if norm.is_nan() || norm <= 1e-6 {
-            return Err(Error::InvalidVector {
-                problem: VectorProblem::Zero,
-            });
-        }
-        Ok(sum.into_iter().map(|x| x / norm).collect())
+        crate::vector::normalized(&sum).map_err(|problem| Error::InvalidVector { problem })
     }
 
     /// An image's vector: the stored one when the file is indexed, else

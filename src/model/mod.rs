@@ -405,7 +405,7 @@ impl Encoder {
                 tower: TowerKind::Text,
             })?
             .run(ids, self.inner.tokenizer.pad_id(), self.inner.batch_size)?;
-        Ok(raw.into_iter().map(normalised).collect())
+        unit_vectors(raw)
     }
 
     /// Embeds `count` preprocessed images laid out one after another (each
@@ -426,7 +426,7 @@ impl Encoder {
                 tower: TowerKind::Image,
             })?
             .run(pixels, count, self.inner.batch_size)?;
-        Ok(raw.into_iter().map(normalised).collect())
+        unit_vectors(raw)
     }
 
     /// Decodes, preprocesses and embeds an image file.
@@ -437,13 +437,12 @@ impl Encoder {
     }
 }
 
-/// The vector scaled to unit length (a zero vector stays zero).
-fn normalised(mut v: Vec<f32>) -> Vec<f32> {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm > 0.0 {
-        v.iter_mut().for_each(|x| *x /= norm);
-    }
-    v
+/// Model outputs at unit length; a model that outputs a vector without a
+/// direction is an error, not a vector of zeros (see `crate::vector`).
+fn unit_vectors(raw: Vec<Vec<f32>>) -> Result<Vec<Vec<f32>>> {
+    raw.iter()
+        .map(|v| crate::vector::normalized(v).map_err(|problem| Error::InvalidVector { problem }))
+        .collect()
 }
 
 /// BLAKE3 of the towers, the tokenizer and the preprocessing (the file
