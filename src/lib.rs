@@ -49,6 +49,7 @@ pub mod hub;
 mod index;
 pub mod ingest;
 mod model;
+mod prepare;
 mod query;
 mod reindex;
 mod space;
