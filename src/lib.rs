@@ -63,6 +63,7 @@ pub use db::{
 };
 pub use dupes::DuplicateGroup;
 pub use error::{Error, ModelProblem, Result, TensorRole, VectorProblem};
+pub use exchange::{ExportOptions, ExportReport};
 pub use filter::Filter;
 pub use index::IndexParams;
 pub use index::snapshot::{RebuildReason, SNAPSHOT_FORMAT_VERSION};
