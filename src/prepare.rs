@@ -1,6 +1,7 @@
 //! The one file-to-model-input step: read an image file, hash its bytes,
-//! decode and preprocess them. Ingest and reindex both go through it, so a
-//! file reads, hashes and fails the same way whichever command touches it.
+//! decode and preprocess them. Ingest reads files through it, and so should
+//! every other reader of image files (reindex), so that a file reads,
+//! hashes and fails the same way whichever operation touches it.
 //!
 //! It is two calls rather than one because ingest looks at the content hash
 //! before decoding: content already indexed is linked, never decoded.

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::model::{Encoder, Prepared, Preprocessor, has_image_extension};
 use crate::prepare::ImageFile;
 use crate::store::Failure;
-use crate::store::record::{ContentHash, ImageId, Timestamp};
+use crate::store::record::{ContentHash, ImageId, ImageRecord, Timestamp};
 
 /// An image file to settle.
 struct Job {
@@ -298,7 +298,7 @@ enum Classified {
 }
 
 /// Whether `record` was indexed from `path` as it is now (size and mtime).
-fn indexed_as(record: &crate::ImageRecord, path: &Path, size: u64, mtime: Timestamp) -> bool {
+fn indexed_as(record: &ImageRecord, path: &Path, size: u64, mtime: Timestamp) -> bool {
     record.byte_size == size
         && record
             .files
