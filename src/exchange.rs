@@ -3,28 +3,36 @@
 //! and an imgdb database can be moved or inspected with numpy.
 //!
 //! ```text
-//! DIR/img_emb/img_emb_0.npy        [N, dim] float32 (float16 accepted on import)
-//! DIR/metadata/metadata_0.jsonl    N lines, row i describes vector i
+//! DIR/img_emb/img_emb_K.npy        [N_K, dim] float32 (float16 accepted on import)
+//! DIR/metadata/metadata_K.jsonl    N_K lines, row i describes vector i
 //! DIR/imgdb_export.json            the embedding space (written on export,
 //!                                  checked on import when present)
 //! ```
 //! Layout and fields: `schema/cli.md` ("Export layout"). clip-retrieval
 //! writes Parquet metadata; imgdb reads and writes JSON Lines with the same
 //! `image_path` column.
+//!
+//! Export streams: records are read in id order and written to shards of
+//! at most [`ExportOptions::shard_rows`] rows, so its memory does not grow
+//! with the database. Shards are written under `.partial` names, which
+//! import never reads, and renamed only once all are complete, the manifest
+//! last: a cancelled or failed export leaves any earlier export in the
+//! folder as it was.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
-use ndarray_npy::{ReadDataError, ReadNpyExt, ReadableElement, WriteNpyExt};
+use ndarray_npy::{ReadDataError, ReadNpyExt, ReadableElement};
 use serde::{Deserialize, Serialize};
 
+use crate::cancel::CancelToken;
 use crate::db::{Db, NewImage, WriteBatch, WriteOp};
 use crate::error::{Error, Result};
 use crate::model::Encoder;
 use crate::space::{EmbeddingSpace, Fingerprint};
-use crate::store::record::{ContentHash, ImageFormat, Tag, Timestamp};
+use crate::store::record::{ContentHash, ImageFormat, ImageRecord, Tag, Timestamp};
 
 /// The manifest's format version.
 const EXPORT_FORMAT_VERSION: u32 = 1;
@@ -122,67 +130,286 @@ fn read_embeddings(path: &Path) -> Result<Array2<f32>> {
     }
 }
 
+/// How an export runs. Defaults: shards of 65 536 rows (128 MiB of
+/// float32 vectors at dimension 512), never cancelled.
+#[derive(Clone, Debug)]
+pub struct ExportOptions {
+    /// The most rows of one `img_emb_K.npy` / `metadata_K.jsonl` pair (at
+    /// least 1). Readers that load a whole shard at once, imgdb's import
+    /// among them, need this much memory.
+    pub shard_rows: usize,
+    /// Cancelled from another thread to stop at the next record: the
+    /// export's files are removed and the report says `cancelled`.
+    pub cancel: CancelToken,
+}
+
+impl Default for ExportOptions {
+    fn default() -> ExportOptions {
+        ExportOptions {
+            shard_rows: 65_536,
+            cancel: CancelToken::new(),
+        }
+    }
+}
+
+/// What an export did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExportReport {
+    /// Images written (none when cancelled).
+    pub images: usize,
+    /// Shards written: `img_emb_0.npy` … (at least one, even when empty).
+    pub shards: usize,
+    /// Stopped by the cancel token: nothing of this export is left.
+    pub cancelled: bool,
+}
+
+/// Version 1.0 `.npy` headers are padded to this length (a multiple of
+/// 64, as numpy writes them) so that a shard's header, written first with
+/// no rows, can be rewritten in place with the final count.
+const NPY_HEADER_LEN: usize = 128;
+
+/// The `.npy` header of a little-endian float32 `[rows, dim]` array.
+fn npy_header(rows: usize, dim: usize) -> Vec<u8> {
+    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {dim}), }}");
+    let mut header = b"\x93NUMPY\x01\x00".to_vec();
+    let len = u16::try_from(NPY_HEADER_LEN - 10).expect("a small header");
+    header.extend_from_slice(&len.to_le_bytes());
+    header.extend_from_slice(dict.as_bytes());
+    // At most 87 bytes of dictionary for 64-bit counts: it always fits.
+    assert!(header.len() < NPY_HEADER_LEN);
+    header.resize(NPY_HEADER_LEN - 1, b' ');
+    header.push(b'\n');
+    header
+}
+
+/// The name a file is written under until the export is complete.
+fn partial(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_os_string();
+    name.push(".partial");
+    name.into()
+}
+
+fn embeddings_path(dir: &Path, shard: usize) -> PathBuf {
+    dir.join("img_emb").join(format!("img_emb_{shard}.npy"))
+}
+
+fn metadata_path(dir: &Path, shard: usize) -> PathBuf {
+    dir.join("metadata").join(format!("metadata_{shard}.jsonl"))
+}
+
+/// One file of the shard being written, under its partial name.
+struct ShardWriter {
+    partial: PathBuf,
+    writer: BufWriter<File>,
+}
+
+impl ShardWriter {
+    fn create(path: &Path) -> Result<ShardWriter> {
+        let partial = partial(path);
+        let file = File::create(&partial).map_err(Error::io(&partial))?;
+        Ok(ShardWriter {
+            writer: BufWriter::new(file),
+            partial,
+        })
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.writer
+            .write_all(bytes)
+            .map_err(Error::io(&self.partial))
+    }
+
+    /// Flushes, writes `header` over the file's start, and syncs, so that
+    /// the rename publishes a complete file even after a crash.
+    fn finish(self, header: Option<&[u8]>) -> Result<()> {
+        let io = Error::io(&self.partial);
+        let finished = self
+            .writer
+            .into_inner()
+            .map_err(|e| e.into_error())
+            .and_then(|mut file| {
+                if let Some(header) = header {
+                    file.rewind()?;
+                    file.write_all(header)?;
+                }
+                file.sync_all()
+            });
+        finished.map_err(io)
+    }
+}
+
+/// The shard being written: its vectors and its metadata lines.
+struct Shard {
+    rows: usize,
+    embeddings: ShardWriter,
+    metadata: ShardWriter,
+}
+
+impl Shard {
+    /// Creates shard `index`, adding its final paths to `paths`.
+    fn create(dir: &Path, index: usize, dim: usize, paths: &mut Vec<PathBuf>) -> Result<Shard> {
+        let (emb_path, meta_path) = (embeddings_path(dir, index), metadata_path(dir, index));
+        let mut embeddings = ShardWriter::create(&emb_path)?;
+        paths.push(emb_path);
+        let metadata = ShardWriter::create(&meta_path)?;
+        paths.push(meta_path);
+        embeddings.write(&npy_header(0, dim))?;
+        Ok(Shard {
+            rows: 0,
+            embeddings,
+            metadata,
+        })
+    }
+
+    fn push(&mut self, record: &ImageRecord, dim: usize) -> Result<()> {
+        if record.vector.len() != dim {
+            return Err(Error::DimensionMismatch {
+                expected: dim,
+                found: record.vector.len(),
+            });
+        }
+        let mut line = serde_json::to_vec(&Metadata::of(record)).expect("serialisable");
+        line.push(b'\n');
+        self.metadata.write(&line)?;
+        let bytes: Vec<u8> = record.vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+        self.embeddings.write(&bytes)?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    fn finish(self, dim: usize) -> Result<()> {
+        self.embeddings.finish(Some(&npy_header(self.rows, dim)))?;
+        self.metadata.finish(None)
+    }
+}
+
+impl Metadata {
+    fn of(record: &ImageRecord) -> Metadata {
+        Metadata {
+            image_path: record.path().to_path_buf(),
+            other_paths: record.files[1..].iter().map(|f| f.path.clone()).collect(),
+            content_hash: Some(record.content_hash.to_hex()),
+            byte_size: record.byte_size,
+            width: record.width,
+            height: record.height,
+            format: Some(record.format.name().to_string()),
+            mtime: record.mtime().0,
+            tags: record
+                .tags
+                .iter()
+                .map(|t| TagLine {
+                    label: t.label.clone(),
+                    score: t.score,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Writes the shards of one export under their partial names, adding the
+/// final names to `paths`; returns the number of images, `None` when
+/// cancelled.
+fn write_shards(
+    db: &Db,
+    dir: &Path,
+    options: &ExportOptions,
+    paths: &mut Vec<PathBuf>,
+) -> Result<Option<usize>> {
+    let dim = db.space().dim as usize;
+    let shard_rows = options.shard_rows.max(1);
+    // Import needs shard 0, even of an empty database.
+    let mut shard = Shard::create(dir, 0, dim, paths)?;
+    let mut images = 0;
+    for record in db.records() {
+        if options.cancel.is_cancelled() {
+            return Ok(None);
+        }
+        if shard.rows == shard_rows {
+            let next = Shard::create(dir, paths.len() / 2, dim, paths)?;
+            std::mem::replace(&mut shard, next).finish(dim)?;
+        }
+        shard.push(&record?, dim)?;
+        images += 1;
+    }
+    shard.finish(dim)?;
+    Ok(Some(images))
+}
+
 impl Db {
-    /// Writes every image's vector and metadata into `dir` (created); returns
-    /// the number of images.
+    /// Writes every image's vector and metadata into `dir` (created) with
+    /// the default [`ExportOptions`]; returns the number of images.
     pub fn export(&self, dir: &Path) -> Result<usize> {
-        let (emb_dir, meta_dir) = (dir.join("img_emb"), dir.join("metadata"));
-        for d in [&emb_dir, &meta_dir] {
-            std::fs::create_dir_all(d).map_err(Error::io(d))?;
+        Ok(self.export_with(dir, &ExportOptions::default())?.images)
+    }
+
+    /// Writes every image's vector and metadata into `dir` (created), in
+    /// shards of `options.shard_rows` rows, streaming: memory does not
+    /// depend on the number of images. Files of an earlier export in `dir`
+    /// are replaced only when this one completes.
+    pub fn export_with(&self, dir: &Path, options: &ExportOptions) -> Result<ExportReport> {
+        for d in [dir.join("img_emb"), dir.join("metadata")] {
+            std::fs::create_dir_all(&d).map_err(Error::io(&d))?;
         }
-        let meta_path = meta_dir.join("metadata_0.jsonl");
-        let mut meta = BufWriter::new(File::create(&meta_path).map_err(Error::io(&meta_path))?);
-        let dim = self.space().dim as usize;
-        let mut vectors = Vec::new();
-        let mut count = 0;
-        for record in self.records() {
-            let record = record?;
-            let line = Metadata {
-                image_path: record.path().to_path_buf(),
-                other_paths: record.files[1..].iter().map(|f| f.path.clone()).collect(),
-                content_hash: Some(record.content_hash.to_hex()),
-                byte_size: record.byte_size,
-                width: record.width,
-                height: record.height,
-                format: Some(record.format.name().to_string()),
-                mtime: record.mtime().0,
-                tags: record
-                    .tags
-                    .iter()
-                    .map(|t| TagLine {
-                        label: t.label.clone(),
-                        score: t.score,
-                    })
-                    .collect(),
-            };
-            serde_json::to_writer(&mut meta, &line).map_err(|e| Error::io(&meta_path)(e.into()))?;
-            meta.write_all(b"\n").map_err(Error::io(&meta_path))?;
-            vectors.extend_from_slice(&record.vector);
-            count += 1;
+        let mut paths = Vec::new();
+        let images = match write_shards(self, dir, options, &mut paths) {
+            Ok(Some(images)) => images,
+            outcome => {
+                // Best effort: the export's own error matters more than one
+                // of this cleanup, and a leftover `.partial` file is inert.
+                for path in &paths {
+                    let _ = std::fs::remove_file(partial(path));
+                }
+                return outcome.map(|_| ExportReport {
+                    cancelled: true,
+                    ..ExportReport::default()
+                });
+            }
+        };
+        let shards = paths.len() / 2;
+        // An earlier export's manifest must not describe a mix of its shards
+        // and these: gone first, back last.
+        let manifest_path = dir.join(MANIFEST);
+        match std::fs::remove_file(&manifest_path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::io(&manifest_path)(e));
+            }
+            _ => {}
         }
-        meta.flush().map_err(Error::io(&meta_path))?;
-        let emb_path = emb_dir.join("img_emb_0.npy");
-        let array = Array2::from_shape_vec((count, dim), vectors).expect("dim per record");
-        let file = BufWriter::new(File::create(&emb_path).map_err(Error::io(&emb_path))?);
-        array.write_npy(file).map_err(|source| Error::Npy {
-            path: emb_path.clone(),
-            source: Box::new(source),
-        })?;
+        for path in &paths {
+            std::fs::rename(partial(path), path).map_err(Error::io(path))?;
+        }
+        // Shards beyond ours are an earlier, larger export's: import would
+        // read them as part of this one.
+        for stale in shards.. {
+            let stale = [embeddings_path(dir, stale), metadata_path(dir, stale)];
+            if !stale.iter().any(|p| p.exists()) {
+                break;
+            }
+            for path in stale.iter().filter(|p| p.exists()) {
+                std::fs::remove_file(path).map_err(Error::io(path))?;
+            }
+        }
         let space = self.space();
         let manifest = Manifest {
             format_version: EXPORT_FORMAT_VERSION,
             model_id: space.model_id.clone(),
             dim: space.dim,
             fingerprint: space.fingerprint.to_hex(),
-            count,
+            count: images,
         };
-        let manifest_path = dir.join(MANIFEST);
+        let written = partial(&manifest_path);
         std::fs::write(
-            &manifest_path,
+            &written,
             serde_json::to_vec_pretty(&manifest).expect("serialisable"),
         )
-        .map_err(Error::io(&manifest_path))?;
-        Ok(count)
+        .map_err(Error::io(&written))?;
+        std::fs::rename(&written, &manifest_path).map_err(Error::io(&manifest_path))?;
+        Ok(ExportReport {
+            images,
+            shards,
+            cancelled: false,
+        })
     }
 
     /// Loads `img_emb/img_emb_*.npy` with their `metadata/metadata_*.jsonl`

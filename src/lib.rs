@@ -50,6 +50,7 @@ pub mod hub;
 mod index;
 pub mod ingest;
 mod model;
+mod prepare;
 mod query;
 mod reindex;
 pub mod resolve;
@@ -66,6 +67,7 @@ pub use db::{
 };
 pub use dupes::DuplicateGroup;
 pub use error::{Error, ErrorKind, ModelProblem, Result, TensorRole, TowerKind, VectorProblem};
+pub use exchange::{ExportOptions, ExportReport};
 pub use filter::Filter;
 pub use index::IndexParams;
 pub use index::snapshot::{RebuildReason, SNAPSHOT_FORMAT_VERSION};

@@ -17,14 +17,19 @@
 //! - Files gone from an ingested folder are removed once the walk completed.
 //! - Every batch is durable when written: a killed ingest loses nothing it
 //!   wrote and the next run resumes (unchanged files are skipped).
+//! - A watcher's events ([`FileEvent`]) go through the same stages, fed
+//!   from the events' paths instead of a walk of the roots
+//!   ([`Db::apply_events`], `events.rs`).
 
+mod events;
 mod pipeline;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+pub use events::FileEvent;
+
+use crate::cancel::CancelToken;
 use crate::db::Db;
 use crate::error::Result;
 use crate::model::Encoder;
@@ -43,6 +48,22 @@ impl Db {
     ) -> Result<IngestReport> {
         pipeline::ingest(self, encoder, roots, options, observer)
     }
+
+    /// Applies a file system watcher's events without walking any root:
+    /// created and changed files are indexed as by [`ingest`](Db::ingest),
+    /// deleted ones removed, renamed ones keep their image (id and vector)
+    /// when their size and mtime did not change. Folders in events are
+    /// walked (created, renamed) or removed with everything under them
+    /// (deleted). See [`FileEvent`] and the `events` module for the rules.
+    pub fn apply_events(
+        &self,
+        encoder: &Encoder,
+        events: &[FileEvent],
+        options: &IngestOptions,
+        observer: &mut dyn IngestObserver,
+    ) -> Result<IngestReport> {
+        events::apply(self, encoder, events, options, observer)
+    }
 }
 
 /// How an ingest runs. Defaults: all cores decode, the encoder's batch size,
@@ -60,14 +81,16 @@ pub struct IngestOptions {
     pub include_hidden: bool,
     /// Follow symbolic links while walking.
     pub follow_links: bool,
-    /// Remove indexed files that are gone from the walked folders.
+    /// Remove indexed files that are gone from the walked folders (the
+    /// roots of an ingest, the folders named by file events).
     pub remove_missing: bool,
     /// Decode large JPEGs at a reduced DCT scale (faster, no longer equal to
     /// the reference; see `Preprocessor::with_dct_scaling`), with this margin.
     pub dct_scaling: Option<u32>,
-    /// Set from another thread (a Ctrl-C handler) to stop cleanly: what was
-    /// written stays, the next run resumes.
-    pub cancel: Option<Arc<AtomicBool>>,
+    /// Cancelled from another thread (a Ctrl-C handler, a daemon's job
+    /// queue) to stop cleanly: what was written stays, the next run
+    /// resumes. Default: a token nobody else holds, never cancelled.
+    pub cancel: CancelToken,
 }
 
 impl Default for IngestOptions {
@@ -80,7 +103,7 @@ impl Default for IngestOptions {
             follow_links: false,
             remove_missing: true,
             dct_scaling: None,
-            cancel: None,
+            cancel: CancelToken::new(),
         }
     }
 }
@@ -103,7 +126,8 @@ pub enum FileOutcome {
     Removed,
 }
 
-/// A progress event. Events arrive on the thread that called `ingest`.
+/// A progress event. Events arrive on the thread that called `ingest` (or
+/// `apply_events`), never on a pipeline thread.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum IngestEvent {
@@ -123,8 +147,10 @@ pub enum IngestEvent {
     },
 }
 
-/// Receives progress events.
-pub trait IngestObserver {
+/// Receives progress events. `Send`, so that a daemon can hand an observer
+/// to the worker thread that runs the ingest; events still arrive on that
+/// thread only, so an observer needs no locking of its own.
+pub trait IngestObserver: Send {
     /// One event.
     fn event(&mut self, event: &IngestEvent);
 }
@@ -137,7 +163,7 @@ impl IngestObserver for () {
 #[derive(Clone, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct IngestReport {
-    /// Image files found by the walk.
+    /// Image files found by the walk (of the roots, or of the events' paths).
     pub found: u64,
     /// Skipped: indexed and unchanged, or failed and unchanged.
     pub unchanged: u64,
@@ -149,7 +175,7 @@ pub struct IngestReport {
     pub removed: u64,
     /// Files that failed (path, reason).
     pub failures: Vec<(PathBuf, String)>,
-    /// Stopped by the cancel flag before the end.
+    /// Stopped by the cancel token before the end.
     pub cancelled: bool,
     /// Wall time.
     pub elapsed: Duration,

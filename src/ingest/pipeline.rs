@@ -1,29 +1,36 @@
 //! The ingest pipeline's threads and the messages between them.
+//!
+//! [`run`] owns every stage but the first: what feeds it jobs is the
+//! caller's [`Feed`] closure, the walk of the roots for an ingest
+//! ([`ingest`]) or the paths of file events (`super::events`).
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 
 use super::{FileOutcome, IngestEvent, IngestObserver, IngestOptions, IngestReport, is_hidden};
+use crate::cancel::CancelToken;
 use crate::db::{Db, NewImage, WriteBatch, WriteOp};
 use crate::error::{Error, Result};
 use crate::model::{Encoder, Prepared, Preprocessor, has_image_extension};
+use crate::prepare::ImageFile;
 use crate::store::Failure;
-use crate::store::record::{ContentHash, ImageId, Timestamp};
+use crate::store::record::{ContentHash, ImageId, ImageRecord, Timestamp};
 
-/// A file found by the walk.
+/// An image file to settle.
 struct Job {
     path: PathBuf,
     size: u64,
     mtime: Timestamp,
+    /// Where the file was before a rename: if that path's image has this
+    /// size and mtime, the file shows it and is linked without being read.
+    moved_from: Option<PathBuf>,
 }
 
 /// A file decoded and preprocessed, on its way to the encoder.
-struct Decoded {
+struct EncoderInput {
     job: Job,
     hash: ContentHash,
     prepared: Prepared,
@@ -59,8 +66,21 @@ enum ToWriter {
     Fatal(Error),
 }
 
+/// Asks every stage to stop: the caller's token, or a fatal error in a
+/// stage (then the writer has returned and nothing more is written).
+struct Stop {
+    cancel: CancelToken,
+    fatal: CancelToken,
+}
+
+impl Stop {
+    fn is_set(&self) -> bool {
+        self.cancel.is_cancelled() || self.fatal.is_cancelled()
+    }
+}
+
 /// Ingests `roots` (folders or files) into `db` with `encoder`.
-pub fn ingest(
+pub(super) fn ingest(
     db: &Db,
     encoder: &Encoder,
     roots: &[PathBuf],
@@ -73,10 +93,45 @@ pub fn ingest(
         .iter()
         .map(|root| super::canonical(root).map_err(Error::io(root)))
         .collect::<Result<_>>()?;
-    let cancel = options.cancel.clone().unwrap_or_default();
-    // Set by a fatal error, to stop every stage.
-    let stop = Arc::new(AtomicBool::new(false));
-    let stopped = || cancel.load(Ordering::Relaxed) || stop.load(Ordering::Relaxed);
+    let mut report = IngestReport::default();
+    let seen = run(
+        db,
+        encoder,
+        options,
+        |feed| {
+            for root in &roots {
+                if !feed.walk(root, None) {
+                    return;
+                }
+            }
+        },
+        &mut report,
+        observer,
+    )?;
+    report.cancelled = options.cancel.is_cancelled();
+    if options.remove_missing && !report.cancelled {
+        remove_missing(db, encoder, &roots, &seen, &mut report, observer)?;
+    }
+    report.elapsed = started.elapsed();
+    Ok(report)
+}
+
+/// Runs the workers, the encoder and the writer (on this thread) over the
+/// jobs `feed` sends from its own thread; returns every image file fed.
+/// Adds to `report` what it settles (`elapsed` and `cancelled` are the
+/// caller's).
+pub(super) fn run(
+    db: &Db,
+    encoder: &Encoder,
+    options: &IngestOptions,
+    feed: impl FnOnce(&mut Feed) + Send,
+    report: &mut IngestReport,
+    observer: &mut dyn IngestObserver,
+) -> Result<HashSet<PathBuf>> {
+    let stop = Stop {
+        cancel: options.cancel.clone(),
+        fatal: CancelToken::new(),
+    };
     let preprocessor = encoder
         .preprocessor()
         .clone()
@@ -87,27 +142,33 @@ pub fn ingest(
         .max(1);
 
     let (jobs_tx, jobs_rx) = bounded::<Job>(1024);
-    let (decoded_tx, decoded_rx) = bounded::<Decoded>(2 * batch_size);
+    let (inputs_tx, inputs_rx) = bounded::<EncoderInput>(2 * batch_size);
     let (writer_tx, writer_rx) = bounded::<ToWriter>(1024);
-    let mut report = IngestReport::default();
 
-    let seen = std::thread::scope(|scope| -> Result<HashSet<PathBuf>> {
-        let walker = {
-            let writer_tx = writer_tx.clone();
-            let roots = &roots;
-            let stopped = &stopped;
-            scope.spawn(move || walk(roots, options, &jobs_tx, &writer_tx, stopped))
+    std::thread::scope(|scope| -> Result<HashSet<PathBuf>> {
+        let feeder = {
+            let mut feeder = Feed {
+                options,
+                jobs: jobs_tx,
+                writer: writer_tx.clone(),
+                stop: &stop,
+                seen: HashSet::new(),
+            };
+            scope.spawn(move || {
+                feed(&mut feeder);
+                feeder.finish()
+            })
         };
         for _ in 0..options.workers.max(1) {
-            let (jobs_rx, decoded_tx, writer_tx) =
-                (jobs_rx.clone(), decoded_tx.clone(), writer_tx.clone());
-            let (preprocessor, stopped) = (&preprocessor, &stopped);
-            scope.spawn(move || work(db, preprocessor, &jobs_rx, &decoded_tx, &writer_tx, stopped));
+            let (jobs_rx, inputs_tx, writer_tx) =
+                (jobs_rx.clone(), inputs_tx.clone(), writer_tx.clone());
+            let (preprocessor, stop) = (&preprocessor, &stop);
+            scope.spawn(move || work(db, preprocessor, &jobs_rx, &inputs_tx, &writer_tx, stop));
         }
-        drop((jobs_rx, decoded_tx));
+        drop((jobs_rx, inputs_tx));
         let encode_time = {
             let writer_tx = writer_tx.clone();
-            scope.spawn(move || encode(encoder, &decoded_rx, &writer_tx, batch_size))
+            scope.spawn(move || encode(encoder, &inputs_rx, &writer_tx, batch_size))
         };
         drop(writer_tx);
 
@@ -116,48 +177,46 @@ pub fn ingest(
             encoder,
             &writer_rx,
             options.write_batch.max(1),
-            &mut report,
+            report,
             observer,
         );
         if result.is_err() {
-            stop.store(true, Ordering::Relaxed);
+            stop.fatal.cancel();
             // Drain so that no stage stays blocked on a full queue.
             for _ in writer_rx.iter() {}
         }
-        report.encode_time = encode_time
+        report.encode_time += encode_time
             .join()
             .expect("the encoder thread does not panic");
-        let seen = walker.join().expect("the walker thread does not panic");
+        let seen = feeder.join().expect("the feeder thread does not panic");
         result.map(|()| seen)
-    })?;
-
-    report.cancelled = cancel.load(Ordering::Relaxed);
-    if options.remove_missing && !report.cancelled {
-        remove_missing(db, encoder, &roots, &seen, &mut report, observer)?;
-    }
-    report.elapsed = started.elapsed();
-    Ok(report)
+    })
 }
 
-/// Walks the roots, sending image files to the workers; returns every image
-/// file seen.
-fn walk(
-    roots: &[PathBuf],
-    options: &IngestOptions,
-    jobs: &Sender<Job>,
-    writer: &Sender<ToWriter>,
-    stopped: &dyn Fn() -> bool,
-) -> HashSet<PathBuf> {
-    let mut seen = HashSet::new();
-    for root in roots {
+/// The first stage: sends image files to the workers, once each, and tells
+/// the writer how many were found.
+pub(super) struct Feed<'a> {
+    options: &'a IngestOptions,
+    jobs: Sender<Job>,
+    writer: Sender<ToWriter>,
+    stop: &'a Stop,
+    seen: HashSet<PathBuf>,
+}
+
+impl Feed<'_> {
+    /// Sends the image files of `root`, a folder (walked) or a file.
+    /// `moved_from`: where `root` was before a rename. Returns `false` once
+    /// the pipeline stops (cancelled, or a fatal error): feed no more.
+    pub(super) fn walk(&mut self, root: &Path, moved_from: Option<&Path>) -> bool {
+        let options = self.options;
         let walker = walkdir::WalkDir::new(root)
             .follow_links(options.follow_links)
             .sort_by_file_name()
             .into_iter()
             .filter_entry(|e| options.include_hidden || !is_hidden(e));
         for entry in walker {
-            if stopped() {
-                return seen;
+            if self.stop.is_set() {
+                return false;
             }
             let Ok(entry) = entry else { continue };
             if !entry.file_type().is_file() || !has_image_extension(entry.path()) {
@@ -167,30 +226,41 @@ fn walk(
                 continue;
             };
             let path = entry.into_path();
-            if !seen.insert(path.clone()) {
+            if !self.seen.insert(path.clone()) {
                 continue;
             }
+            let moved_from = moved_from.map(|from| match path.strip_prefix(root) {
+                // `root` is the file itself: joining "" would add a slash.
+                Ok(rest) if !rest.as_os_str().is_empty() => from.join(rest),
+                _ => from.to_path_buf(),
+            });
             let job = Job {
                 path,
                 size: metadata.len(),
                 mtime: metadata.modified().map(Timestamp::from).unwrap_or_default(),
+                moved_from,
             };
-            if jobs.send(job).is_err() {
-                return seen;
+            if self.jobs.send(job).is_err() {
+                return false;
             }
-            if seen.len() % 256 == 0 {
-                let _ = writer.send(ToWriter::Found {
-                    files: seen.len() as u64,
+            if self.seen.len().is_multiple_of(256) {
+                let _ = self.writer.send(ToWriter::Found {
+                    files: self.seen.len() as u64,
                     done: false,
                 });
             }
         }
+        true
     }
-    let _ = writer.send(ToWriter::Found {
-        files: seen.len() as u64,
-        done: true,
-    });
-    seen
+
+    /// Says the feeding is over; returns every image file sent.
+    fn finish(self) -> HashSet<PathBuf> {
+        let _ = self.writer.send(ToWriter::Found {
+            files: self.seen.len() as u64,
+            done: true,
+        });
+        self.seen
+    }
 }
 
 /// Sorts each file into skipped, linked, failed or decoded.
@@ -198,18 +268,18 @@ fn work(
     db: &Db,
     preprocessor: &Preprocessor,
     jobs: &Receiver<Job>,
-    decoded: &Sender<Decoded>,
+    inputs: &Sender<EncoderInput>,
     writer: &Sender<ToWriter>,
-    stopped: &dyn Fn() -> bool,
+    stop: &Stop,
 ) {
     for job in jobs.iter() {
-        if stopped() {
+        if stop.is_set() {
             continue;
         }
         let message = match classify(db, preprocessor, job) {
             Ok(Classified::Writer(message)) => message,
-            Ok(Classified::Decoded(item)) => {
-                if decoded.send(item).is_err() {
+            Ok(Classified::Encode(input)) => {
+                if inputs.send(input).is_err() {
                     return;
                 }
                 continue;
@@ -224,17 +294,22 @@ fn work(
 
 enum Classified {
     Writer(ToWriter),
-    Decoded(Decoded),
+    Encode(EncoderInput),
+}
+
+/// Whether `record` was indexed from `path` as it is now (size and mtime).
+fn indexed_as(record: &ImageRecord, path: &Path, size: u64, mtime: Timestamp) -> bool {
+    record.byte_size == size
+        && record
+            .files
+            .iter()
+            .any(|f| f.path == path && f.mtime == mtime)
 }
 
 fn classify(db: &Db, preprocessor: &Preprocessor, job: Job) -> Result<Classified> {
     let existing = db.get_by_path(&job.path)?;
     if let Some(record) = &existing
-        && record.byte_size == job.size
-        && record
-            .files
-            .iter()
-            .any(|f| f.path == job.path && f.mtime == job.mtime)
+        && indexed_as(record, &job.path, job.size, job.mtime)
     {
         return Ok(Classified::Writer(ToWriter::Skipped {
             path: job.path,
@@ -252,16 +327,28 @@ fn classify(db: &Db, preprocessor: &Preprocessor, job: Job) -> Result<Classified
         }));
     }
     let clear_failure = failure.is_some();
-    let bytes = match std::fs::read(&job.path) {
-        Ok(bytes) => bytes,
+    // A rename keeps size and mtime: trust the old path's image unread.
+    if let Some(from) = &job.moved_from
+        && let Some(record) = db.get_by_path(from)?
+        && indexed_as(&record, from, job.size, job.mtime)
+    {
+        return Ok(Classified::Writer(ToWriter::Link {
+            id: record.id,
+            unchanged: false,
+            clear_failure,
+            job,
+        }));
+    }
+    let file = match ImageFile::read(&job.path) {
+        Ok(file) => file,
         Err(e) => {
             return Ok(Classified::Writer(ToWriter::Failed {
-                reason: format!("cannot read: {e}"),
+                reason: e.chain(),
                 job,
             }));
         }
     };
-    let hash = ContentHash::of(&bytes);
+    let hash = file.hash();
     if let Some(record) = &existing
         && record.content_hash == hash
     {
@@ -280,8 +367,8 @@ fn classify(db: &Db, preprocessor: &Preprocessor, job: Job) -> Result<Classified
             job,
         }));
     }
-    Ok(match preprocessor.prepare(&bytes, &job.path) {
-        Ok(prepared) => Classified::Decoded(Decoded {
+    Ok(match file.prepare(preprocessor) {
+        Ok(prepared) => Classified::Encode(EncoderInput {
             job,
             hash,
             prepared,
@@ -297,16 +384,16 @@ fn classify(db: &Db, preprocessor: &Preprocessor, job: Job) -> Result<Classified
 /// Embeds decoded images in batches; returns the time spent in the model.
 fn encode(
     encoder: &Encoder,
-    decoded: &Receiver<Decoded>,
+    inputs: &Receiver<EncoderInput>,
     writer: &Sender<ToWriter>,
     batch_size: usize,
 ) -> Duration {
     let mut spent = Duration::ZERO;
-    while let Ok(first) = decoded.recv() {
+    while let Ok(first) = inputs.recv() {
         let mut batch = vec![first];
         // Fill the batch with what arrives soon; a slow trickle still flows.
         while batch.len() < batch_size {
-            match decoded.recv_timeout(Duration::from_millis(20)) {
+            match inputs.recv_timeout(Duration::from_millis(20)) {
                 Ok(item) => batch.push(item),
                 Err(_) => break,
             }
@@ -353,7 +440,7 @@ fn encode(
 
 /// A store batch being filled, with what to report once it is written.
 #[derive(Default)]
-struct Pending {
+struct SettleBatch {
     batch: WriteBatch,
     /// Per operation: the file it settles and how (`None` for a cleared
     /// failure, which rides along with its file's operation).
@@ -369,7 +456,7 @@ enum Settle {
     Removed,
 }
 
-impl Pending {
+impl SettleBatch {
     fn push(&mut self, op: WriteOp, settles: Option<(PathBuf, Settle)>) {
         self.batch.push(op);
         self.settles.push(settles);
@@ -423,6 +510,29 @@ impl Pending {
         }
         Ok(())
     }
+
+    /// Writes the operations in batches of at most `size`, in order.
+    fn flush_in_chunks(
+        self,
+        size: usize,
+        db: &Db,
+        encoder: &Encoder,
+        report: &mut IngestReport,
+        observer: &mut dyn IngestObserver,
+    ) -> Result<()> {
+        let mut ops = self.batch.ops.into_iter();
+        let mut settles = self.settles.into_iter();
+        loop {
+            let mut part = SettleBatch {
+                batch: WriteBatch::from(ops.by_ref().take(size).collect::<Vec<_>>()),
+                settles: settles.by_ref().take(size).collect(),
+            };
+            if part.batch.is_empty() {
+                return Ok(());
+            }
+            part.flush(db, encoder, report, observer)?;
+        }
+    }
 }
 
 /// Collects messages into store batches and reports progress.
@@ -434,7 +544,7 @@ fn write(
     report: &mut IngestReport,
     observer: &mut dyn IngestObserver,
 ) -> Result<()> {
-    let mut pending = Pending::default();
+    let mut pending = SettleBatch::default();
     loop {
         let message = match messages.recv_timeout(Duration::from_millis(250)) {
             Ok(message) => message,
@@ -522,9 +632,10 @@ fn write(
     pending.flush(db, encoder, report, observer)
 }
 
-/// Removes what was indexed under the roots but is gone now, and forgets
-/// the failures of files that are gone.
-fn remove_missing(
+/// Removes what was indexed at or under the roots but is gone now, and
+/// forgets the failures of files that are gone; `seen`: files known to
+/// exist (fed to the pipeline), not looked at again.
+pub(super) fn remove_missing(
     db: &Db,
     encoder: &Encoder,
     roots: &[PathBuf],
@@ -532,11 +643,17 @@ fn remove_missing(
     report: &mut IngestReport,
     observer: &mut dyn IngestObserver,
 ) -> Result<()> {
-    let mut pending = Pending::default();
-    let under = |path: &Path| roots.iter().any(|root| path.starts_with(root));
+    let gone = |path: &Path| !seen.contains(path) && !path.exists();
+    let mut pending = SettleBatch::default();
+    let mut unlinked = HashSet::new();
     for root in roots {
-        for (path, _) in db.paths_under(root)? {
-            if !seen.contains(&path) && !path.exists() {
+        // `paths_under` lists what is below a folder; a root that was a
+        // file is its own entry.
+        let own = db
+            .get_by_path(root)?
+            .map(|record| (root.clone(), record.id));
+        for (path, _) in own.into_iter().chain(db.paths_under(root)?) {
+            if gone(&path) && unlinked.insert(path.clone()) {
                 pending.push(
                     WriteOp::Unlink { path: path.clone() },
                     Some((path, Settle::Removed)),
@@ -545,18 +662,10 @@ fn remove_missing(
         }
     }
     for (path, _) in db.failures()? {
-        if under(&path) && !seen.contains(&path) && !path.exists() {
+        if roots.iter().any(|root| path.starts_with(root)) && gone(&path) {
             pending.push(WriteOp::ClearFailure { path }, None);
         }
     }
-    // Removals are cheap: one batch each 1024 files.
-    for chunk_start in (0..pending.settles.len()).step_by(1024) {
-        let end = (chunk_start + 1024).min(pending.settles.len());
-        let mut part = Pending {
-            batch: WriteBatch::from(pending.batch.ops[chunk_start..end].to_vec()),
-            settles: pending.settles[chunk_start..end].to_vec(),
-        };
-        part.flush(db, encoder, report, observer)?;
-    }
-    Ok(())
+    // Removals are cheap: one batch each 1024 operations.
+    pending.flush_in_chunks(1024, db, encoder, report, observer)
 }

@@ -2,10 +2,11 @@
 //! execution provider, finding their tensor names from the session, and
 //! running them in batches that fit what the export allows.
 //!
-//! `Session::run` needs `&mut`, so each tower keeps a small pool of
-//! sessions in a channel: a caller takes one, runs, and puts it back; the
-//! public handle stays `&self` and `Send + Sync`.
+//! `Session::run` needs `&mut`, so each tower keeps a small [`Pool`] of
+//! sessions in a channel: a caller takes one, runs, and puts it back (even
+//! when it panics); the public handle stays `&self` and `Send + Sync`.
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use crossbeam_channel::{Receiver, Sender};
@@ -47,21 +48,52 @@ const TEXT_IDS: [&str; 4] = ["input_ids", "text", "input", "tokens"];
 const TEXT_MASK: &str = "attention_mask";
 const TEXT_OUTPUTS: [&str; 4] = ["text_embeds", "embedding", "embeddings", "text_features"];
 
-/// How many items a run may take.
+/// How many items a run may take: the export's batch axis.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Batch {
+pub(crate) enum BatchAxis {
     /// Any number (the export's batch axis is dynamic).
     Dynamic,
     /// Exactly this many (an export fixed at batch 1 is common).
     Fixed(usize),
 }
 
-impl Batch {
-    fn of(shape: Option<&[i64]>) -> Batch {
+impl BatchAxis {
+    fn of(shape: Option<&[i64]>) -> BatchAxis {
         match shape.and_then(|s| s.first()) {
-            Some(&n) if n > 0 => Batch::Fixed(n as usize),
-            _ => Batch::Dynamic,
+            Some(&n) if n > 0 => BatchAxis::Fixed(n as usize),
+            _ => BatchAxis::Dynamic,
         }
+    }
+
+    /// Runs `count` items in batches this axis accepts (at most `max_batch`
+    /// when dynamic) and returns one output row per item.
+    ///
+    /// `run(items, rows)` builds and runs one batch: `rows` is the batch
+    /// size the tensor must have, larger than `items` for the last batch of
+    /// a fixed axis; the caller pads those rows and their outputs are
+    /// dropped here.
+    fn run_batches(
+        self,
+        count: usize,
+        max_batch: usize,
+        mut run: impl FnMut(Range<usize>, usize) -> Result<Array2<f32>>,
+    ) -> Result<Vec<Vec<f32>>> {
+        let chunk = match self {
+            BatchAxis::Dynamic => max_batch.max(1),
+            BatchAxis::Fixed(n) => n,
+        };
+        let mut vectors = Vec::with_capacity(count);
+        for start in (0..count).step_by(chunk) {
+            let items = start..(start + chunk).min(count);
+            let real = items.len();
+            let rows = match self {
+                BatchAxis::Dynamic => real,
+                BatchAxis::Fixed(n) => n,
+            };
+            let out = run(items, rows)?;
+            vectors.extend(out.outer_iter().take(real).map(|row| row.to_vec()));
+        }
+        Ok(vectors)
     }
 }
 
@@ -72,20 +104,62 @@ pub(crate) enum IdType {
     I64,
 }
 
-/// A pool of sessions of one model file.
-pub(crate) struct Pool {
-    path: PathBuf,
-    take: Receiver<Session>,
-    give: Sender<Session>,
+/// Items (sessions) lent to one caller at a time. Every item lives either
+/// in the channel or in exactly one [`Lent`] guard, which puts it back when
+/// dropped, so a panicking caller cannot leave the next one waiting forever.
+pub(crate) struct Pool<T> {
+    take: Receiver<T>,
+    give: Sender<T>,
 }
 
-impl Pool {
-    /// Runs `f` with a session of the pool, waiting for one if all are busy.
+impl<T> Pool<T> {
+    fn new(items: Vec<T>) -> Pool<T> {
+        // Room for every item: giving one back never blocks.
+        let (give, take) = crossbeam_channel::bounded(items.len().max(1));
+        for item in items {
+            give.send(item).expect("room for every item");
+        }
+        Pool { take, give }
+    }
+
+    /// Runs `f` with an item of the pool, waiting for one if all are lent.
+    fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> R {
+        let mut lent = Lent {
+            item: Some(self.take.recv().expect("the pool owns a sender")),
+            home: &self.give,
+        };
+        f(lent.item.as_mut().expect("held until dropped"))
+    }
+}
+
+/// An item out of its pool; dropping it (on return or unwinding) gives it
+/// back. A session is returned even after a panic in the caller's closure:
+/// a Rust panic between ort calls does not leave the session half-run, and
+/// no fresh one could be built here.
+struct Lent<'p, T> {
+    item: Option<T>,
+    home: &'p Sender<T>,
+}
+
+impl<T> Drop for Lent<'_, T> {
+    fn drop(&mut self) {
+        if let Some(item) = self.item.take() {
+            // The pool holds the receiver as long as this borrow lives.
+            let _ = self.home.send(item);
+        }
+    }
+}
+
+/// The sessions of one model file.
+pub(crate) struct Sessions {
+    path: PathBuf,
+    pool: Pool<Session>,
+}
+
+impl Sessions {
+    /// Runs `f` with a session, waiting for one if all are busy.
     fn with<R>(&self, f: impl FnOnce(&mut Session) -> Result<R>) -> Result<R> {
-        let mut session = self.take.recv().expect("the pool owns a sender");
-        let result = f(&mut session);
-        self.give.send(session).expect("the pool owns a receiver");
-        result
+        self.pool.with(f)
     }
 
     fn onnx_error(&self) -> impl Fn(ort::Error) -> Error + '_ {
@@ -158,28 +232,24 @@ fn session(
         })
 }
 
-/// `count` sessions of `path`.
+/// `options.sessions` sessions of `path`, with the model's inputs and
+/// outputs.
 pub(crate) fn pool(
     environment: &ort::environment::Environment,
     path: &Path,
     device: Device,
     options: &EncoderOptions,
-) -> Result<(Pool, Vec<TensorInfo>, Vec<TensorInfo>)> {
-    let count = options.sessions.max(1);
-    let (give, take) = crossbeam_channel::bounded(count);
-    let mut inputs = Vec::new();
-    let mut outputs = Vec::new();
-    for _ in 0..count {
-        let session = session(environment, path, device, options)?;
-        inputs = session.inputs().iter().map(TensorInfo::of).collect();
-        outputs = session.outputs().iter().map(TensorInfo::of).collect();
-        give.send(session).expect("room for every session");
-    }
+) -> Result<(Sessions, Vec<TensorInfo>, Vec<TensorInfo>)> {
+    let sessions = (0..options.sessions.max(1))
+        .map(|_| session(environment, path, device, options))
+        .collect::<Result<Vec<Session>>>()?;
+    let first = &sessions[0];
+    let inputs = first.inputs().iter().map(TensorInfo::of).collect();
+    let outputs = first.outputs().iter().map(TensorInfo::of).collect();
     Ok((
-        Pool {
+        Sessions {
             path: path.to_path_buf(),
-            take,
-            give,
+            pool: Pool::new(sessions),
         },
         inputs,
         outputs,
@@ -232,22 +302,22 @@ fn wrong_tensor(path: &Path, outlet: &TensorInfo, expected: &'static str) -> Err
 
 /// The image tower.
 pub(crate) struct VisionTower {
-    pool: Pool,
+    sessions: Sessions,
     input: String,
     output: String,
-    batch: Batch,
+    batch: BatchAxis,
     /// (height, width) of one input.
     size: (usize, usize),
 }
 
 impl VisionTower {
     pub fn new(
-        pool: Pool,
+        sessions: Sessions,
         inputs: &[TensorInfo],
         outputs: &[TensorInfo],
         size: (u32, u32),
     ) -> Result<VisionTower> {
-        let path = pool.path.clone();
+        let path = sessions.path.clone();
         let input = pick(inputs, &IMAGE_INPUTS, &path, TensorRole::ImageInput)?;
         if inputs.len() != 1 {
             return Err(Error::Model {
@@ -277,9 +347,9 @@ impl VisionTower {
         Ok(VisionTower {
             input: input.name().to_string(),
             output: output.name().to_string(),
-            batch: Batch::of(Some(dims)),
+            batch: BatchAxis::of(Some(dims)),
             size: (size.1 as usize, size.0 as usize),
-            pool,
+            sessions,
         })
     }
 
@@ -288,43 +358,30 @@ impl VisionTower {
         let (h, w) = self.size;
         let per_image = 3 * h * w;
         assert_eq!(pixels.len(), count * per_image);
-        let chunk = match self.batch {
-            Batch::Dynamic => max_batch.max(1),
-            Batch::Fixed(n) => n,
-        };
-        let mut vectors = Vec::with_capacity(count);
-        for start in (0..count).step_by(chunk) {
-            let n = chunk.min(count - start);
-            // A fixed batch larger than what is left is padded with zeros.
-            let rows = if let Batch::Fixed(fixed) = self.batch {
-                fixed
-            } else {
-                n
-            };
-            let mut batch = pixels[start * per_image..(start + n) * per_image].to_vec();
+        self.batch.run_batches(count, max_batch, |items, rows| {
+            let mut batch = pixels[items.start * per_image..items.end * per_image].to_vec();
             batch.resize(rows * per_image, 0.0);
             let view = ArrayView4::from_shape((rows, 3, h, w), &batch).expect("sized above");
-            let out = self.pool.with(|session| {
-                let tensor = TensorRef::from_array_view(view).map_err(self.pool.onnx_error())?;
+            self.sessions.with(|session| {
+                let onnx = self.sessions.onnx_error();
+                let tensor = TensorRef::from_array_view(view).map_err(&onnx)?;
                 let outputs = session
                     .run(ort::inputs![self.input.as_str() => tensor])
-                    .map_err(self.pool.onnx_error())?;
-                embeddings(&outputs[self.output.as_str()], &self.pool)
-            })?;
-            vectors.extend(out.outer_iter().take(n).map(|row| row.to_vec()));
-        }
-        Ok(vectors)
+                    .map_err(&onnx)?;
+                embeddings(&outputs[self.output.as_str()], &self.sessions)
+            })
+        })
     }
 }
 
 /// The text tower.
 pub(crate) struct TextTower {
-    pool: Pool,
+    sessions: Sessions,
     ids: String,
     id_type: IdType,
     mask: Option<(String, IdType)>,
     output: String,
-    batch: Batch,
+    batch: BatchAxis,
     /// A sequence length the export fixes (Immich pads to the context length).
     fixed_length: Option<usize>,
 }
@@ -338,8 +395,12 @@ fn id_type(outlet: &TensorInfo) -> Option<IdType> {
 }
 
 impl TextTower {
-    pub fn new(pool: Pool, inputs: &[TensorInfo], outputs: &[TensorInfo]) -> Result<TextTower> {
-        let path = pool.path.clone();
+    pub fn new(
+        sessions: Sessions,
+        inputs: &[TensorInfo],
+        outputs: &[TensorInfo],
+    ) -> Result<TextTower> {
+        let path = sessions.path.clone();
         let candidates: Vec<TensorInfo> = inputs
             .iter()
             .filter(|o| o.name() != TEXT_MASK)
@@ -374,25 +435,16 @@ impl TextTower {
             id_type,
             mask,
             output: output.name().to_string(),
-            batch: Batch::of(Some(dims)),
+            batch: BatchAxis::of(Some(dims)),
             fixed_length: dims.get(1).filter(|&&d| d > 0).map(|&d| d as usize),
-            pool,
+            sessions,
         })
     }
 
     /// Embeds token id sequences; `pad` fills shorter sequences.
     pub fn run(&self, ids: &[Vec<u32>], pad: u32, max_batch: usize) -> Result<Vec<Vec<f32>>> {
-        let chunk = match self.batch {
-            Batch::Dynamic => max_batch.max(1),
-            Batch::Fixed(n) => n,
-        };
-        let mut vectors = Vec::with_capacity(ids.len());
-        for texts in ids.chunks(chunk) {
-            let rows = if let Batch::Fixed(fixed) = self.batch {
-                fixed
-            } else {
-                texts.len()
-            };
+        self.batch.run_batches(ids.len(), max_batch, |items, rows| {
+            let texts = &ids[items];
             let longest = texts.iter().map(Vec::len).max().unwrap_or(0);
             let length = self.fixed_length.unwrap_or(longest).max(1);
             let mut id_matrix = Array2::<i64>::from_elem((rows, length), i64::from(pad));
@@ -403,8 +455,8 @@ impl TextTower {
                     mask[(row, col)] = 1;
                 }
             }
-            let out = self.pool.with(|session| {
-                let onnx = self.pool.onnx_error();
+            self.sessions.with(|session| {
+                let onnx = self.sessions.onnx_error();
                 let id_i32 = id_matrix.mapv(|v| v as i32);
                 let mask_i32 = mask.mapv(|v| v as i32);
                 let mut inputs = vec![(
@@ -418,11 +470,9 @@ impl TextTower {
                     ));
                 }
                 let outputs = session.run(inputs).map_err(&onnx)?;
-                embeddings(&outputs[self.output.as_str()], &self.pool)
-            })?;
-            vectors.extend(out.outer_iter().take(texts.len()).map(|row| row.to_vec()));
-        }
-        Ok(vectors)
+                embeddings(&outputs[self.output.as_str()], &self.sessions)
+            })
+        })
     }
 }
 
@@ -443,16 +493,68 @@ fn id_type_of_mask(outlet: &TensorInfo) -> Option<IdType> {
 }
 
 /// A `[batch, dim]` output as an owned matrix.
-fn embeddings(value: &ort::value::DynValue, pool: &Pool) -> Result<Array2<f32>> {
+fn embeddings(value: &ort::value::DynValue, sessions: &Sessions) -> Result<Array2<f32>> {
     let view = value
         .try_extract_array::<f32>()
-        .map_err(pool.onnx_error())?;
+        .map_err(sessions.onnx_error())?;
     view.to_owned()
         .into_dimensionality::<Ix2>()
         .map_err(|_| Error::Model {
-            path: pool.path.clone(),
+            path: sessions.path.clone(),
             problem: ModelProblem::WrongOutputShape {
                 found: view.shape().to_vec(),
             },
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_inside_with_gives_the_item_back() {
+        let pool = Pool::new(vec![7u32]);
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.with(|item| {
+                *item += 1;
+                panic!("a caller's bug");
+            })
+        }));
+        assert!(panicked.is_err());
+        // Back in the channel: the next caller does not wait.
+        assert_eq!(pool.take.len(), 1);
+        assert_eq!(pool.with(|item| *item), 8);
+        assert_eq!(pool.take.len(), 1);
+    }
+
+    #[test]
+    fn a_fixed_batch_pads_the_last_run_and_drops_the_padding() {
+        let mut runs = Vec::new();
+        let vectors = BatchAxis::Fixed(4)
+            .run_batches(6, 100, |items, rows| {
+                runs.push((items.clone(), rows));
+                // Row r of the output carries the item number (padding: -1).
+                Ok(Array2::from_shape_fn((rows, 1), |(r, _)| {
+                    let item = items.start + r;
+                    if item < items.end { item as f32 } else { -1.0 }
+                }))
+            })
+            .unwrap();
+        assert_eq!(runs, vec![(0..4, 4), (4..6, 4)]);
+        let items: Vec<f32> = vectors.iter().map(|v| v[0]).collect();
+        assert_eq!(items, vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+    }
+
+    #[test]
+    fn a_dynamic_batch_takes_at_most_max_batch_without_padding() {
+        let mut runs = Vec::new();
+        let vectors = BatchAxis::Dynamic
+            .run_batches(5, 2, |items, rows| {
+                runs.push((items.clone(), rows));
+                Ok(Array2::zeros((rows, 3)))
+            })
+            .unwrap();
+        assert_eq!(runs, vec![(0..2, 2), (2..4, 2), (4..5, 1)]);
+        assert_eq!(vectors.len(), 5);
+    }
 }

@@ -3,13 +3,11 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use imgdb::ingest::{IngestOptions, IngestReport};
 use imgdb::{
-    Db, Encoder, EncoderOptions, Filter, ImageFormat, Query, QueryTerm, TagOptions, Timestamp,
-    Towers, WriteBatch, WriteOp, ZeroShot, resolve,
+    CancelToken, Db, Encoder, EncoderOptions, Filter, ImageFormat, Query, QueryTerm, TagOptions,
+    Timestamp, Towers, WriteBatch, WriteOp, ZeroShot, resolve,
 };
 use serde_json::json;
 
@@ -200,11 +198,11 @@ fn read_labels(path: &Path) -> Result<Vec<String>> {
 pub fn ingest(cli: &Cli, args: &IngestArgs, out: &mut Out) -> Result<()> {
     let encoder = encoder(cli, Towers::Both)?;
     let db = Db::open_or_create(db_path(cli), encoder.space().clone())?;
-    let cancel = Arc::new(AtomicBool::new(false));
+    let cancel = CancelToken::new();
     let flag = cancel.clone();
     // First Ctrl-C: finish cleanly (what is written stays); second: quit.
     let _ = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::Relaxed) {
+        if flag.cancel() {
             std::process::exit(130);
         }
         eprintln!("stopping: finishing the current batch (Ctrl-C again to quit now)");
@@ -217,7 +215,7 @@ pub fn ingest(cli: &Cli, args: &IngestArgs, out: &mut Out) -> Result<()> {
         follow_links: args.follow_links,
         remove_missing: !args.keep_missing,
         dct_scaling: args.fast_decode.then_some(4),
-        cancel: Some(cancel),
+        cancel,
         ..defaults
     };
     let mut progress = Progress::new(args.json, cli.quiet);

@@ -1,0 +1,43 @@
+//! The one file-to-model-input step: read an image file, hash its bytes,
+//! decode and preprocess them. Ingest reads files through it, and so should
+//! every other reader of image files (reindex), so that a file reads,
+//! hashes and fails the same way whichever operation touches it.
+//!
+//! It is two calls rather than one because ingest looks at the content hash
+//! before decoding: content already indexed is linked, never decoded.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::model::{Prepared, Preprocessor};
+use crate::store::record::ContentHash;
+
+/// An image file read into memory and hashed, not yet decoded.
+pub(crate) struct ImageFile {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    hash: ContentHash,
+}
+
+impl ImageFile {
+    /// Reads and hashes the file at `path`.
+    pub(crate) fn read(path: &Path) -> Result<ImageFile> {
+        let bytes = std::fs::read(path).map_err(Error::io(path))?;
+        Ok(ImageFile {
+            path: path.to_path_buf(),
+            hash: ContentHash::of(&bytes),
+            bytes,
+        })
+    }
+
+    /// The BLAKE3 hash of the bytes: the image's content identity.
+    pub(crate) fn hash(&self) -> ContentHash {
+        self.hash
+    }
+
+    /// Decodes and preprocesses the bytes into the model's input; a decoder
+    /// panic is an error of this file (see `model::decode`).
+    pub(crate) fn prepare(&self, preprocessor: &Preprocessor) -> Result<Prepared> {
+        preprocessor.prepare(&self.bytes, &self.path)
+    }
+}
