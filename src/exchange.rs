@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cancel::CancelToken;
 use crate::db::{Db, NewImage, WriteBatch, WriteOp};
-use crate::error::{Error, Result};
+use crate::error::{Error, ExchangeError, ExchangeProblem, Result};
 use crate::model::Encoder;
 use crate::space::{EmbeddingSpace, Fingerprint};
 use crate::store::record::{ContentHash, ImageFormat, ImageRecord, Tag, Timestamp};
@@ -111,9 +111,12 @@ impl ReadableElement for F16 {
 }
 
 fn npy_error(path: &Path) -> impl Fn(ndarray_npy::ReadNpyError) -> Error + '_ {
-    move |source| Error::Npy {
-        path: path.to_path_buf(),
-        source: Box::new(source),
+    move |source| {
+        ExchangeError::Npy {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        }
+        .into()
     }
 }
 
@@ -423,15 +426,16 @@ impl Db {
             let text =
                 std::fs::read_to_string(&manifest_path).map_err(Error::io(&manifest_path))?;
             let manifest: Manifest =
-                serde_json::from_str(&text).map_err(|source| Error::ModelConfig {
+                serde_json::from_str(&text).map_err(|source| ExchangeError::Json {
                     path: manifest_path.clone(),
                     source,
                 })?;
-            let fingerprint = Fingerprint(hex32(&manifest.fingerprint).ok_or(Error::Corrupt {
-                path: manifest_path.clone(),
-                what: "export manifest",
-                problem: "the fingerprint is not 64 hexadecimal digits",
-            })?);
+            let fingerprint = Fingerprint(hex32(&manifest.fingerprint).ok_or(
+                ExchangeError::Inconsistent {
+                    path: manifest_path.clone(),
+                    problem: ExchangeProblem::BadFingerprint,
+                },
+            )?);
             self.check_space(&EmbeddingSpace {
                 model_id: manifest.model_id,
                 dim: manifest.dim,
@@ -459,14 +463,13 @@ impl Db {
                     continue;
                 }
                 let meta: Metadata =
-                    serde_json::from_str(&line).map_err(|source| Error::ModelConfig {
+                    serde_json::from_str(&line).map_err(|source| ExchangeError::Json {
                         path: meta_path.clone(),
                         source,
                     })?;
-                let vector = rows.next().ok_or(Error::Corrupt {
+                let vector = rows.next().ok_or(ExchangeError::Inconsistent {
                     path: emb_path.clone(),
-                    what: "embeddings",
-                    problem: "fewer vectors than metadata lines",
+                    problem: ExchangeProblem::FewerVectors,
                 })?;
                 push_import(&mut batch, meta, vector.to_vec());
                 if batch.len() >= 1000 {
@@ -474,11 +477,11 @@ impl Db {
                 }
             }
             if rows.next().is_some() {
-                return Err(Error::Corrupt {
+                return Err(ExchangeError::Inconsistent {
                     path: meta_path,
-                    what: "metadata",
-                    problem: "fewer metadata lines than vectors",
-                });
+                    problem: ExchangeProblem::FewerLines,
+                }
+                .into());
             }
             added += embeddings.nrows();
             self.write(encoder.space(), batch)?;

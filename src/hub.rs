@@ -13,7 +13,7 @@ use hf_hub::api::Progress;
 use hf_hub::api::sync::ApiBuilder;
 use sha1::Digest as _;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, HubError, Result};
 use crate::types::hex;
 
 /// The model pulled when none is named: OpenAI's CLIP ViT-B/32 in the
@@ -47,7 +47,7 @@ pub fn pull_model<P: Progress + Clone>(repo: &str, cache: &Path, progress: P) ->
     let hub_err = |file: &str| {
         let repo = repo.to_string();
         let file = file.to_string();
-        move |source: hf_hub::api::sync::ApiError| Error::Hub {
+        move |source: hf_hub::api::sync::ApiError| HubError::Download {
             repo,
             file,
             source: Box::new(source),
@@ -75,7 +75,7 @@ pub fn pull_model<P: Progress + Clone>(repo: &str, cache: &Path, progress: P) ->
             Ok(path) => verify(&path, repo, file)?,
             Err(hf_hub::api::sync::ApiError::RequestError(e))
                 if matches!(*e, ureq::Error::Status(404, _)) => {}
-            Err(e) => return Err(hub_err(file)(e)),
+            Err(e) => return Err(hub_err(file)(e).into()),
         }
     }
     Ok(folder.expect("at least one required file"))
@@ -108,23 +108,25 @@ fn verify(path: &Path, repo: &str, file: &str) -> Result<()> {
             hex(&hasher.finalize())
         }
         _ => {
-            return Err(Error::HubChecksum {
+            return Err(HubError::Checksum {
                 repo: repo.to_string(),
                 file: file.to_string(),
                 expected: etag,
                 actual: "no checksum the hub names files by".into(),
-            });
+            }
+            .into());
         }
     };
     if actual != etag {
         let _ = std::fs::remove_file(&blob);
         let _ = std::fs::remove_file(path);
-        return Err(Error::HubChecksum {
+        return Err(HubError::Checksum {
             repo: repo.to_string(),
             file: file.to_string(),
             expected: etag,
             actual,
-        });
+        }
+        .into());
     }
     Ok(())
 }

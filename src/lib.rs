@@ -66,7 +66,10 @@ pub use db::{
     WriteBatch, WriteOp,
 };
 pub use dupes::DuplicateGroup;
-pub use error::{Error, ErrorKind, ModelProblem, Result, TensorRole, TowerKind, VectorProblem};
+pub use error::{
+    Error, ErrorKind, ExchangeError, ExchangeProblem, HubError, ImageError, ModelError,
+    ModelProblem, Result, TensorRole, TowerKind, VectorProblem,
+};
 pub use exchange::{ExportOptions, ExportReport};
 pub use filter::Filter;
 pub use index::IndexParams;

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ModelError, Result};
 use crate::model::{Device, EncoderOptions};
 
 /// Names the database folder when none is given.
@@ -63,7 +63,7 @@ pub fn model_cache() -> PathBuf {
 
 /// The model folder: `explicit`, else `$IMGDB_MODEL`, else the default
 /// model when it was pulled into the [model cache](model_cache) (needs the
-/// `hub` feature). Fails with [`Error::NoModel`] when there is none.
+/// `hub` feature). Fails with [`ModelError::NoModel`] when there is none.
 pub fn model_folder(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(path) = explicit {
         return Ok(path.to_path_buf());
@@ -75,9 +75,10 @@ pub fn model_folder(explicit: Option<&Path>) -> Result<PathBuf> {
     if let Some(path) = crate::hub::cached_model(&model_cache(), crate::hub::DEFAULT_MODEL) {
         return Ok(path);
     }
-    Err(Error::NoModel {
+    Err(ModelError::NoModel {
         cache: model_cache(),
-    })
+    }
+    .into())
 }
 
 /// The device: `explicit`, else `$IMGDB_DEVICE`, else the CPU.

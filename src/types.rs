@@ -205,6 +205,66 @@ impl<'de> Deserialize<'de> for ImageFormat {
     }
 }
 
+/// Where the model runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    /// ONNX Runtime's CPU provider.
+    Cpu,
+    /// NVIDIA CUDA (needs the `onnxruntime-gpu` library, CUDA 13 and cuDNN 9).
+    Cuda,
+    /// NVIDIA TensorRT, with CUDA for what TensorRT cannot run.
+    TensorRt,
+    /// CUDA when it starts, else the CPU, saying so in the log and in
+    /// [`Encoder::provider`].
+    Auto,
+}
+
+impl Device {
+    /// Parses `cpu`, `cuda`, `tensorrt` or `auto`.
+    pub fn from_name(name: &str) -> Option<Device> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "cpu" => Device::Cpu,
+            "cuda" | "gpu" => Device::Cuda,
+            "tensorrt" | "trt" => Device::TensorRt,
+            "auto" => Device::Auto,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Device::Cpu => "cpu",
+            Device::Cuda => "cuda",
+            Device::TensorRt => "tensorrt",
+            Device::Auto => "auto",
+        })
+    }
+}
+
+/// The layout a model folder was recognised as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Layout {
+    /// `onnx/vision_model.onnx` + `onnx/text_model.onnx` (Hugging Face / Xenova).
+    HuggingFace,
+    /// A vision and a text folder, each with `model.onnx` (Qdrant).
+    SplitTowers,
+    /// `visual/` + `textual/` (Immich).
+    Immich,
+}
+
+impl fmt::Display for Layout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Layout::HuggingFace => "Hugging Face",
+            Layout::SplitTowers => "split towers",
+            Layout::Immich => "Immich",
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use imgdb::{
-    Device, Encoder, EncoderOptions, Error, ErrorKind, Layout, ModelProblem, TowerKind, Towers,
+    Device, Encoder, EncoderOptions, Error, ErrorKind, Layout, ModelError, ModelProblem, TowerKind,
+    Towers,
 };
 use serde_json::Value;
 
@@ -194,7 +195,7 @@ fn gpu_devices_fail_clearly_and_auto_falls_back() {
             ..EncoderOptions::default()
         };
         match Encoder::load(tiny(), &options) {
-            Err(Error::Provider { device: d, .. }) => assert_eq!(d, device),
+            Err(Error::Model(ModelError::Provider { device: d, .. })) => assert_eq!(d, device),
             Err(other) => panic!("{device}: unexpected error {other}"),
             Ok(_) => panic!("{device} must not start on the CPU runtime"),
         }
@@ -240,10 +241,10 @@ fn broken_model_folders_name_the_file() {
     match load_broken(dir.path(), &tiny(), "missing", |f| {
         std::fs::remove_file(f.join("onnx/text_model.onnx")).unwrap()
     }) {
-        Error::Model {
+        Error::Model(ModelError::Folder {
             path,
             problem: ModelProblem::MissingFile { layout },
-        } => {
+        }) => {
             assert!(path.ends_with("onnx/text_model.onnx"), "{}", path.display());
             assert_eq!(layout, Layout::HuggingFace);
         }
@@ -259,10 +260,10 @@ fn broken_model_folders_name_the_file() {
     assert!(
         matches!(
             err,
-            Error::Model {
+            Error::Model(ModelError::Folder {
                 problem: ModelProblem::UnknownLayout { .. },
                 ..
-            }
+            })
         ),
         "{err}"
     );
@@ -275,13 +276,13 @@ fn broken_model_folders_name_the_file() {
     assert!(
         matches!(
             err,
-            Error::Model {
+            Error::Model(ModelError::Folder {
                 problem: ModelProblem::TowerMismatch {
                     image: 64,
                     text: 32
                 },
                 ..
-            }
+            })
         ),
         "{err}"
     );
@@ -292,7 +293,10 @@ fn broken_model_folders_name_the_file() {
         "bad-json",
         write("preprocessor_config.json", b"{ not json"),
     );
-    assert!(matches!(err, Error::ModelConfig { .. }), "{err}");
+    assert!(
+        matches!(err, Error::Model(ModelError::Config { .. })),
+        "{err}"
+    );
 
     let no_crop = br#"{"size": {"shortest_edge": 64}, "do_center_crop": false}"#;
     let err = load_broken(
@@ -304,10 +308,10 @@ fn broken_model_folders_name_the_file() {
     assert!(
         matches!(
             err,
-            Error::Model {
+            Error::Model(ModelError::Folder {
                 problem: ModelProblem::BadKey { .. },
                 ..
-            }
+            })
         ),
         "{err}"
     );
@@ -322,10 +326,10 @@ fn broken_model_folders_name_the_file() {
     assert!(
         matches!(
             err,
-            Error::Model {
+            Error::Model(ModelError::Folder {
                 problem: ModelProblem::WrongTensor { .. },
                 ..
-            }
+            })
         ),
         "{err}"
     );
@@ -411,9 +415,9 @@ fn one_tower_loads_alone_in_the_same_space() {
     assert!(
         matches!(
             err,
-            Error::TowerNotLoaded {
+            Error::Model(ModelError::TowerNotLoaded {
                 tower: TowerKind::Image
-            }
+            })
         ),
         "{err}"
     );
@@ -435,8 +439,8 @@ fn one_tower_loads_alone_in_the_same_space() {
     );
     assert!(matches!(
         image_only.embed_texts(&texts),
-        Err(Error::TowerNotLoaded {
+        Err(Error::Model(ModelError::TowerNotLoaded {
             tower: TowerKind::Text
-        })
+        }))
     ));
 }

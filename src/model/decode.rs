@@ -22,7 +22,7 @@ use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 
 use super::preprocess::Transparency;
-use crate::error::{Error, Result};
+use crate::error::{Error, ImageError, Result};
 use crate::types::ImageFormat;
 
 /// Bounds on what a decode may allocate.
@@ -92,12 +92,11 @@ pub fn decode(
     limits: &DecodeLimits,
 ) -> Result<Decoded> {
     let guessed = image::guess_format(bytes).ok();
-    let format = guessed
-        .and_then(format_of)
-        .ok_or_else(|| Error::UnsupportedImage {
-            path: path.to_path_buf(),
+    let format = guessed.and_then(format_of).ok_or_else(|| {
+        Error::image(path)(ImageError::Unsupported {
             format: guessed.map(|f| format!("{f:?}")),
-        })?;
+        })
+    })?;
     if format == ImageFormat::Jpeg {
         return decode_jpeg(bytes, path, min_short_side, limits);
     }
@@ -109,12 +108,11 @@ fn too_large(path: &Path, width: u32, height: u32, limits: &DecodeLimits) -> Res
         || height > limits.max_height
         || u64::from(width) * u64::from(height) > limits.max_pixels
     {
-        return Err(Error::ImageTooLarge {
-            path: path.to_path_buf(),
+        return Err(Error::image(path)(ImageError::TooLarge {
             width,
             height,
             max_pixels: limits.max_pixels,
-        });
+        }));
     }
     Ok(())
 }
@@ -126,10 +124,7 @@ fn decode_full(
     transparency: Transparency,
     limits: &DecodeLimits,
 ) -> Result<Decoded> {
-    let image_err = |source| Error::ImageDecode {
-        path: path.to_path_buf(),
-        source,
-    };
+    let image_err = |source| Error::image(path)(ImageError::Decode { source });
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| image_err(image::ImageError::IoError(e)))?;
@@ -243,10 +238,7 @@ fn decode_jpeg(
             .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_else(|| "libjpeg error".into()),
     };
-    Err(Error::JpegDecode {
-        path: path.to_path_buf(),
-        problem,
-    })
+    Err(Error::image(path)(ImageError::Jpeg { message: problem }))
 }
 
 /// CMYK as Pillow converts it: it reads every CMYK JPEG as Adobe's inverted
@@ -343,6 +335,15 @@ mod tests {
         )
         .err()
         .unwrap();
-        assert!(matches!(err, Error::UnsupportedImage { .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                Error::Image {
+                    source: ImageError::Unsupported { .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 }

@@ -13,35 +13,13 @@
 //!
 //! This module only reads files; it does not start ONNX Runtime.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
 use super::preprocess::PreprocessConfig;
-use crate::error::{Error, ModelProblem, Result};
-
-/// The layout a model folder was recognised as.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Layout {
-    /// `onnx/vision_model.onnx` + `onnx/text_model.onnx` (Hugging Face / Xenova).
-    HuggingFace,
-    /// A vision and a text folder, each with `model.onnx` (Qdrant).
-    SplitTowers,
-    /// `visual/` + `textual/` (Immich).
-    Immich,
-}
-
-impl fmt::Display for Layout {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Layout::HuggingFace => "Hugging Face",
-            Layout::SplitTowers => "split towers",
-            Layout::Immich => "Immich",
-        })
-    }
-}
+use crate::error::{Error, ModelError, ModelProblem, Result};
+pub use crate::types::Layout;
 
 /// CLIP's context length, used when a folder does not say.
 const DEFAULT_CONTEXT_LENGTH: usize = 77;
@@ -73,10 +51,11 @@ pub struct ModelFolder {
 }
 
 fn problem(path: &Path, problem: ModelProblem) -> Error {
-    Error::Model {
+    ModelError::Folder {
         path: path.to_path_buf(),
         problem,
     }
+    .into()
 }
 
 fn need(path: PathBuf, layout: Layout) -> Result<PathBuf> {
@@ -90,9 +69,12 @@ fn need(path: PathBuf, layout: Layout) -> Result<PathBuf> {
 /// Reads a JSON file.
 pub(crate) fn read_json(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path).map_err(Error::io(path))?;
-    serde_json::from_str(&text).map_err(|source| Error::ModelConfig {
-        path: path.to_path_buf(),
-        source,
+    serde_json::from_str(&text).map_err(|source| {
+        ModelError::Config {
+            path: path.to_path_buf(),
+            source,
+        }
+        .into()
     })
 }
 

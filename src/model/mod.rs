@@ -25,55 +25,19 @@ use std::sync::Arc;
 
 use tracing::{info, warn};
 
+pub use crate::error::{SearchedPlace, SearchedPlaces};
 pub use decode::{DecodeLimits, Decoded, IMAGE_EXTENSIONS, has_image_extension};
 pub use folder::{Layout, ModelFolder};
 pub use preprocess::{
     Prepared, PreprocessConfig, Preprocessor, ResampleFilter, Resize, Transparency,
 };
-pub use runtime::{ONNXRUNTIME_LIBRARY, ONNXRUNTIME_VERSION, SearchedPlace, SearchedPlaces};
+pub use runtime::{ONNXRUNTIME_LIBRARY, ONNXRUNTIME_VERSION};
 pub use tokenizer::TextTokenizer;
 
-use crate::error::{Error, ModelProblem, Result, TowerKind};
+use crate::error::{Error, ModelError, ModelProblem, Result, TowerKind};
 use crate::space::{EmbeddingSpace, Fingerprint};
+pub use crate::types::Device;
 use session::{TextTower, VisionTower};
-
-/// Where the model runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Device {
-    /// ONNX Runtime's CPU provider.
-    Cpu,
-    /// NVIDIA CUDA (needs the `onnxruntime-gpu` library, CUDA 13 and cuDNN 9).
-    Cuda,
-    /// NVIDIA TensorRT, with CUDA for what TensorRT cannot run.
-    TensorRt,
-    /// CUDA when it starts, else the CPU, saying so in the log and in
-    /// [`Encoder::provider`].
-    Auto,
-}
-
-impl Device {
-    /// Parses `cpu`, `cuda`, `tensorrt` or `auto`.
-    pub fn from_name(name: &str) -> Option<Device> {
-        Some(match name.to_ascii_lowercase().as_str() {
-            "cpu" => Device::Cpu,
-            "cuda" | "gpu" => Device::Cuda,
-            "tensorrt" | "trt" => Device::TensorRt,
-            "auto" => Device::Auto,
-            _ => return None,
-        })
-    }
-}
-
-impl fmt::Display for Device {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Device::Cpu => "cpu",
-            Device::Cuda => "cuda",
-            Device::TensorRt => "tensorrt",
-            Device::Auto => "auto",
-        })
-    }
-}
 
 /// ONNX Runtime's graph optimisation level.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -318,13 +282,14 @@ impl Encoder {
             (Some(image), Some(text)) if image == text && image > 0 => image,
             (Some(dim), None) | (None, Some(dim)) if dim > 0 => dim,
             _ => {
-                return Err(Error::Model {
+                return Err(ModelError::Folder {
                     path: folder.root.clone(),
                     problem: ModelProblem::TowerMismatch {
                         image: image_dim.unwrap_or(0),
                         text: text_dim.unwrap_or(0),
                     },
-                });
+                }
+                .into());
             }
         };
         let fingerprint = fingerprint(&folder, options.digest_cache.as_deref())?;
@@ -401,7 +366,7 @@ impl Encoder {
             .inner
             .text
             .as_ref()
-            .ok_or(Error::TowerNotLoaded {
+            .ok_or(ModelError::TowerNotLoaded {
                 tower: TowerKind::Text,
             })?
             .run(ids, self.inner.tokenizer.pad_id(), self.inner.batch_size)?;
@@ -422,7 +387,7 @@ impl Encoder {
             .inner
             .vision
             .as_ref()
-            .ok_or(Error::TowerNotLoaded {
+            .ok_or(ModelError::TowerNotLoaded {
                 tower: TowerKind::Image,
             })?
             .run(pixels, count, self.inner.batch_size)?;

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::decode::{DecodeLimits, Decoded, decode};
 use super::resample;
-use crate::error::{Error, ModelProblem, Result};
+use crate::error::{Error, ImageError, ModelError, ModelProblem, Result};
 
 /// How the image is brought to the model's size.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,10 +94,11 @@ pub struct PreprocessConfig {
 }
 
 fn bad(path: &Path, key: &'static str) -> Error {
-    Error::Model {
+    ModelError::Folder {
         path: path.to_path_buf(),
         problem: ModelProblem::BadKey { key },
     }
+    .into()
 }
 
 fn triple(
@@ -414,9 +415,7 @@ impl Preprocessor {
     pub fn resized(&self, rgb: &RgbImage, path: &Path) -> Result<RgbImage> {
         let (src_w, src_h) = rgb.dimensions();
         if src_w == 0 || src_h == 0 {
-            return Err(Error::EmptyImage {
-                path: path.to_path_buf(),
-            });
+            return Err(Error::image(path)(ImageError::Empty));
         }
         let (resized_w, resized_h) = match self.config.resize {
             Some(Resize::ShortestEdge(n)) => {

@@ -16,14 +16,13 @@
 //! [`ort::init_from`], which returns an error instead of panicking on a bad
 //! file as the environment-variable path does.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
 use tracing::info;
 
-use crate::error::{Error, Result};
+use crate::error::{ModelError, Result, SearchedPlace, SearchedPlaces};
 
 /// The ONNX Runtime release this build is made for: ort 2.0.0-rc.15's
 /// `api-31` refuses older libraries (1.30 was checked) and loads 1.31.x.
@@ -36,28 +35,6 @@ pub const ONNXRUNTIME_LIBRARY: &str = "libonnxruntime.so.1.31.1";
 /// The command that installs the library where it is found automatically.
 pub const FETCH_COMMAND: &str =
     "scripts/fetch-onnxruntime.sh  (or: pip install onnxruntime==1.31.1)";
-
-/// One place the library was looked for, and why it was not used.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SearchedPlace {
-    /// Where (a path, or a description such as `python3 -c 'import onnxruntime'`).
-    pub place: String,
-    /// What was found there.
-    pub outcome: String,
-}
-
-/// Every place the library was looked for.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
-pub struct SearchedPlaces(pub Vec<SearchedPlace>);
-
-impl fmt::Display for SearchedPlaces {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, searched) in self.0.iter().enumerate() {
-            write!(f, "\n  {}. {}: {}", i + 1, searched.place, searched.outcome)?;
-        }
-        Ok(())
-    }
-}
 
 /// The loaded runtime: its path and ort environment.
 #[derive(Clone)]
@@ -82,14 +59,14 @@ pub(crate) fn runtime(configured: Option<&Path>) -> Result<Runtime> {
         return Ok(runtime.clone());
     }
     let path = locate(configured)?;
-    let builder = ort::init_from(&path).map_err(|source| Error::RuntimeLoad {
+    let builder = ort::init_from(&path).map_err(|source| ModelError::RuntimeLoad {
         path: path.clone(),
         source,
     })?;
     let environment = builder
         .with_name("imgdb")
         .build()
-        .map_err(|source| Error::Onnx {
+        .map_err(|source| ModelError::Onnx {
             path: path.clone(),
             source,
         })?;
@@ -149,11 +126,12 @@ pub fn locate(configured: Option<&Path>) -> Result<PathBuf> {
             outcome,
         }),
     }
-    Err(Error::RuntimeNotFound {
+    Err(ModelError::RuntimeNotFound {
         version: ONNXRUNTIME_VERSION,
         searched: SearchedPlaces(searched),
         fix: FETCH_COMMAND,
-    })
+    }
+    .into())
 }
 
 /// The project cache beside this crate's manifest, then the user cache.

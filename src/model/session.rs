@@ -38,7 +38,7 @@ impl TensorInfo {
 }
 
 use super::{Device, EncoderOptions};
-use crate::error::{Error, ModelProblem, Result, TensorRole};
+use crate::error::{Error, ModelError, ModelProblem, Result, TensorRole};
 
 /// Names accepted for each tensor, most specific first (the ones Hugging
 /// Face/Xenova, Qdrant, Immich and open_clip exports use).
@@ -163,9 +163,12 @@ impl Sessions {
     }
 
     fn onnx_error(&self) -> impl Fn(ort::Error) -> Error + '_ {
-        |source| Error::Onnx {
-            path: self.path.clone(),
-            source,
+        |source| {
+            ModelError::Onnx {
+                path: self.path.clone(),
+                source,
+            }
+            .into()
         }
     }
 }
@@ -177,7 +180,7 @@ fn session(
     device: Device,
     options: &EncoderOptions,
 ) -> Result<Session> {
-    let onnx = |source: ort::Error| Error::Onnx {
+    let onnx = |source: ort::Error| ModelError::Onnx {
         path: path.to_path_buf(),
         source,
     };
@@ -220,15 +223,15 @@ fn session(
     };
     builder = builder
         .with_execution_providers(providers)
-        .map_err(|source| Error::Provider {
+        .map_err(|source| ModelError::Provider {
             device,
             source: source.into(),
         })?;
     builder
         .commit_from_file(path)
         .map_err(|source| match device {
-            Device::Cpu | Device::Auto => onnx(source),
-            _ => Error::Provider { device, source },
+            Device::Cpu | Device::Auto => onnx(source).into(),
+            _ => ModelError::Provider { device, source }.into(),
         })
 }
 
@@ -275,13 +278,16 @@ fn pick<'a>(
         } else {
             None
         })
-        .ok_or_else(|| Error::Model {
-            path: path.to_path_buf(),
-            problem: ModelProblem::UnknownTensor {
-                role,
-                found: names(outlets),
-                accepted: accepted.iter().map(|s| s.to_string()).collect(),
-            },
+        .ok_or_else(|| {
+            ModelError::Folder {
+                path: path.to_path_buf(),
+                problem: ModelProblem::UnknownTensor {
+                    role,
+                    found: names(outlets),
+                    accepted: accepted.iter().map(|s| s.to_string()).collect(),
+                },
+            }
+            .into()
         })
 }
 
@@ -290,7 +296,7 @@ fn shape(outlet: &TensorInfo) -> Option<&[i64]> {
 }
 
 fn wrong_tensor(path: &Path, outlet: &TensorInfo, expected: &'static str) -> Error {
-    Error::Model {
+    ModelError::Folder {
         path: path.to_path_buf(),
         problem: ModelProblem::WrongTensor {
             name: outlet.name().to_string(),
@@ -298,6 +304,7 @@ fn wrong_tensor(path: &Path, outlet: &TensorInfo, expected: &'static str) -> Err
             expected,
         },
     }
+    .into()
 }
 
 /// The image tower.
@@ -320,13 +327,14 @@ impl VisionTower {
         let path = sessions.path.clone();
         let input = pick(inputs, &IMAGE_INPUTS, &path, TensorRole::ImageInput)?;
         if inputs.len() != 1 {
-            return Err(Error::Model {
+            return Err(ModelError::Folder {
                 path,
                 problem: ModelProblem::UnexpectedInputs {
                     found: names(inputs),
                     expected: "one image input",
                 },
-            });
+            }
+            .into());
         }
         let dims = shape(input).unwrap_or_default();
         let (width, height) = (size.0 as i64, size.1 as i64);
@@ -409,13 +417,14 @@ impl TextTower {
         let ids = pick(&candidates, &TEXT_IDS, &path, TensorRole::TextInput)?;
         let mask = inputs.iter().find(|o| o.name() == TEXT_MASK);
         if inputs.len() > 1 + usize::from(mask.is_some()) {
-            return Err(Error::Model {
+            return Err(ModelError::Folder {
                 path,
                 problem: ModelProblem::UnexpectedInputs {
                     found: names(inputs),
                     expected: "token ids, and optionally attention_mask",
                 },
-            });
+            }
+            .into());
         }
         let dims = shape(ids).unwrap_or_default();
         let id_type = id_type(ids)
@@ -497,14 +506,15 @@ fn embeddings(value: &ort::value::DynValue, sessions: &Sessions) -> Result<Array
     let view = value
         .try_extract_array::<f32>()
         .map_err(sessions.onnx_error())?;
-    view.to_owned()
-        .into_dimensionality::<Ix2>()
-        .map_err(|_| Error::Model {
+    view.to_owned().into_dimensionality::<Ix2>().map_err(|_| {
+        ModelError::Folder {
             path: sessions.path.clone(),
             problem: ModelProblem::WrongOutputShape {
                 found: view.shape().to_vec(),
             },
-        })
+        }
+        .into()
+    })
 }
 
 #[cfg(test)]

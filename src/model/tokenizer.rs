@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
-use crate::error::{Error, Result};
+use crate::error::{ModelError, Result};
 
 /// CLIP's end-of-text token, which also pads.
 const CLIP_END_OF_TEXT: &str = "<|endoftext|>";
@@ -23,7 +23,7 @@ pub struct TextTokenizer {
 impl TextTokenizer {
     /// Loads `tokenizer.json`, truncating to `context_length` ids.
     pub fn load(path: &Path, context_length: usize) -> Result<TextTokenizer> {
-        let tokenizer_err = |source| Error::Tokenizer {
+        let tokenizer_err = |source| ModelError::Tokenizer {
             path: path.to_path_buf(),
             source,
         };
@@ -56,7 +56,7 @@ impl TextTokenizer {
         let encodings = self
             .inner
             .encode_batch(texts.to_vec(), true)
-            .map_err(|source| Error::Tokenizer {
+            .map_err(|source| ModelError::Tokenizer {
                 path: self.path.clone(),
                 source,
             })?;

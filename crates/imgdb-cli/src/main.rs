@@ -104,7 +104,7 @@ fn exit_code(failure: Failure) -> u8 {
         Failure::Partial => 1,
         Failure::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
         Failure::Output(e) => {
-            report(&e);
+            eprintln!("error: cannot write the output: {e}");
             6
         }
         Failure::Usage(message) => {
@@ -124,11 +124,12 @@ fn exit_code(failure: Failure) -> u8 {
     }
 }
 
-fn report(error: &dyn std::error::Error) {
-    eprintln!("error: {error}");
-    let mut source = error.source();
-    while let Some(cause) = source {
+/// The error, then each cause on its own line.
+fn report(error: &imgdb::Error) {
+    let messages = error.messages();
+    let (first, causes) = messages.split_first().expect("an error has a message");
+    eprintln!("error: {first}");
+    for cause in causes {
         eprintln!("  caused by: {cause}");
-        source = cause.source();
     }
 }
