@@ -67,8 +67,8 @@ pub use db::{
 };
 pub use dupes::DuplicateGroup;
 pub use error::{
-    Error, ErrorKind, ExchangeError, ExchangeProblem, HubError, ImageError, ModelError,
-    ModelProblem, Result, TensorRole, TowerKind, VectorProblem,
+    Error, ErrorKind, ExchangeError, ExchangeProblem, FailureReason, HubError, ImageError,
+    ModelError, ModelProblem, Result, TensorRole, TowerKind, VectorProblem,
 };
 pub use exchange::{ExportOptions, ExportReport};
 pub use filter::Filter;

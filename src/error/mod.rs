@@ -261,6 +261,47 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
+    /// Every kind.
+    pub const ALL: [ErrorKind; 10] = [
+        ErrorKind::NotFound,
+        ErrorKind::InvalidInput,
+        ErrorKind::InUse,
+        ErrorKind::Conflict,
+        ErrorKind::Corrupt,
+        ErrorKind::Unsupported,
+        ErrorKind::TooLarge,
+        ErrorKind::Model,
+        ErrorKind::Io,
+        ErrorKind::Network,
+    ];
+
+    /// The kind's persisted code (in failure records). Codes are forever: a
+    /// new kind takes a new code.
+    pub const fn code(self) -> u8 {
+        match self {
+            ErrorKind::NotFound => 0,
+            ErrorKind::InvalidInput => 1,
+            ErrorKind::InUse => 2,
+            ErrorKind::Conflict => 3,
+            ErrorKind::Corrupt => 4,
+            ErrorKind::Unsupported => 5,
+            ErrorKind::TooLarge => 6,
+            ErrorKind::Model => 7,
+            ErrorKind::Io => 8,
+            ErrorKind::Network => 9,
+        }
+    }
+
+    /// The kind with this persisted code.
+    pub fn from_code(code: u8) -> Option<ErrorKind> {
+        ErrorKind::ALL.into_iter().find(|k| k.code() == code)
+    }
+
+    /// The kind with this [name](Self::name).
+    pub fn from_name(name: &str) -> Option<ErrorKind> {
+        ErrorKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+
     /// A short lowercase name (`not_found`, `in_use`, …) for logs and JSON.
     pub fn name(self) -> &'static str {
         match self {
@@ -281,6 +322,53 @@ impl ErrorKind {
 impl std::fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+// Persisted as its code (see `ImageFormat` in types.rs for why not derived).
+impl serde::Serialize for ErrorKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_u8(self.code())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for ErrorKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<ErrorKind, D::Error> {
+        let code = u8::deserialize(d)?;
+        ErrorKind::from_code(code)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown error kind code {code}")))
+    }
+}
+
+/// Why a file could not be indexed: the kind of failure and what went wrong,
+/// without the file's path (which the record or report already holds).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FailureReason {
+    /// The kind, for filtering (`imgdb failures --kind unsupported`).
+    pub kind: ErrorKind,
+    /// The error and its causes, `: `-separated.
+    pub message: String,
+}
+
+impl FailureReason {
+    /// The reason `error` gives for the file it concerns.
+    pub fn of(error: &Error) -> FailureReason {
+        let messages = match error {
+            // Their own message is only the path: the causes say what happened.
+            Error::Image { source, .. } => messages(source),
+            Error::Io { source, .. } => messages(source),
+            other => other.messages(),
+        };
+        FailureReason {
+            kind: error.kind(),
+            message: messages.join(": "),
+        }
+    }
+}
+
+impl std::fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({})", self.message, self.kind)
     }
 }
 

@@ -31,7 +31,7 @@ pub use events::FileEvent;
 
 use crate::cancel::CancelToken;
 use crate::db::Db;
-use crate::error::Result;
+use crate::error::{FailureReason, Result};
 use crate::model::Encoder;
 use crate::store::record::ImageId;
 
@@ -121,7 +121,7 @@ pub enum FileOutcome {
     /// Its content was indexed already: linked to that image.
     Linked(ImageId),
     /// Could not be indexed; recorded as a failure.
-    Failed(String),
+    Failed(FailureReason),
     /// Gone from its folder: removed from the database.
     Removed,
 }
@@ -173,8 +173,8 @@ pub struct IngestReport {
     pub linked: u64,
     /// Removed because gone.
     pub removed: u64,
-    /// Files that failed (path, reason).
-    pub failures: Vec<(PathBuf, String)>,
+    /// Files that failed, with why.
+    pub failures: Vec<(PathBuf, FailureReason)>,
     /// Stopped by the cancel token before the end.
     pub cancelled: bool,
     /// Wall time.

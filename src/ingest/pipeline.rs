@@ -13,7 +13,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender, bounded};
 use super::{FileOutcome, IngestEvent, IngestObserver, IngestOptions, IngestReport, is_hidden};
 use crate::cancel::CancelToken;
 use crate::db::{Db, NewImage, WriteBatch, WriteOp};
-use crate::error::{Error, Result};
+use crate::error::{Error, FailureReason, Result};
 use crate::model::{Encoder, Prepared, Preprocessor, has_image_extension};
 use crate::prepare::ImageFile;
 use crate::store::Failure;
@@ -61,7 +61,7 @@ enum ToWriter {
     },
     Failed {
         job: Job,
-        reason: String,
+        reason: FailureReason,
     },
     Fatal(Error),
 }
@@ -343,7 +343,7 @@ fn classify(db: &Db, preprocessor: &Preprocessor, job: Job) -> Result<Classified
         Ok(file) => file,
         Err(e) => {
             return Ok(Classified::Writer(ToWriter::Failed {
-                reason: e.chain(),
+                reason: FailureReason::of(&e),
                 job,
             }));
         }
@@ -375,7 +375,7 @@ fn classify(db: &Db, preprocessor: &Preprocessor, job: Job) -> Result<Classified
             clear_failure,
         }),
         Err(e) => Classified::Writer(ToWriter::Failed {
-            reason: e.chain(),
+            reason: FailureReason::of(&e),
             job,
         }),
     })
@@ -452,7 +452,7 @@ enum Settle {
     Indexed,
     Linked,
     Unchanged,
-    Failed(String),
+    Failed(FailureReason),
     Removed,
 }
 

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, FailureReason, Result};
 use crate::space::EmbeddingSpace;
 use codec::{decode, encode, hash_key, id_from_bytes, id_key, log_key, split_log_key, tag_key};
 use record::{ContentHash, ImageId, ImageRecord, Timestamp, path_to_bytes};
@@ -45,13 +45,53 @@ pub(crate) struct StoredIndexParams {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Failure {
     /// Why it failed.
-    pub reason: String,
+    pub reason: FailureReason,
     /// The file size when it failed.
     pub byte_size: u64,
     /// The file's modification time when it failed.
     pub mtime: Timestamp,
     /// When it failed.
     pub at: Timestamp,
+}
+
+/// A failure record as format 1 wrote it: a free-text reason that began
+/// with the path (often twice).
+#[derive(Deserialize)]
+struct FailureV1 {
+    reason: String,
+    byte_size: u64,
+    mtime: Timestamp,
+    at: Timestamp,
+}
+
+impl FailureV1 {
+    /// The format 2 record: the repeated path left out, the kind read from
+    /// the messages format 1 wrote (`schema/store.md`, "v1 → v2").
+    fn migrate(self, path: &Path) -> Failure {
+        let prefix = format!("{}: ", path.display());
+        let mut message = self.reason.as_str();
+        while let Some(rest) = message.strip_prefix(&prefix) {
+            message = rest;
+        }
+        let kind = if message.contains("not a supported image") {
+            ErrorKind::Unsupported
+        } else if message.contains("over the limit") {
+            ErrorKind::TooLarge
+        } else if message.starts_with("cannot read") || message.starts_with("I/O error") {
+            ErrorKind::Io
+        } else {
+            ErrorKind::Corrupt
+        };
+        Failure {
+            reason: FailureReason {
+                kind,
+                message: message.to_string(),
+            },
+            byte_size: self.byte_size,
+            mtime: self.mtime,
+            at: self.at,
+        }
+    }
 }
 
 /// One atomic change to the store.
@@ -511,6 +551,35 @@ impl Store {
             })
             .map_err(|e| self.tx_err(e))?;
         self.flush()
+    }
+
+    /// Rewrites a format 1 store as format 2 (typed failure records) in one
+    /// transaction that also records the new version; returns how many
+    /// failure records were rewritten.
+    pub fn migrate_from_v1(&self, version: u32) -> Result<usize> {
+        let mut rewritten = Vec::new();
+        for item in self.failures.iter() {
+            let (key, value) = item.map_err(self.err())?;
+            let path = record::path_from_bytes(key.to_vec()).map_err(|problem| Error::Corrupt {
+                path: self.root.clone(),
+                what: "failure map",
+                problem,
+            })?;
+            let old: FailureV1 = decode(&value, &self.root, "failure record")?;
+            rewritten.push((key, encode(&old.migrate(&path), "failure record")?));
+        }
+        let version = encode(&version, "format version")?;
+        (&self.meta, &self.failures)
+            .transaction(|(meta, failures)| {
+                for (key, value) in &rewritten {
+                    failures.insert(key, value.as_slice())?;
+                }
+                meta.insert(meta_key::FORMAT_VERSION, version.as_slice())?;
+                Ok::<_, ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| self.tx_err(e))?;
+        self.flush()?;
+        Ok(rewritten.len())
     }
 
     /// Bytes the store occupies on disk.

@@ -27,6 +27,25 @@ pub fn unit_vector(seed: u64, dim: usize) -> Vec<f32> {
 }
 
 /// The space the tests use.
+/// Copies a folder tree (fixtures into a temporary folder, say).
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// The repository root, where the fixtures are.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
 pub fn space(dim: u32) -> EmbeddingSpace {
     EmbeddingSpace::named("test-space", dim)
 }

@@ -41,7 +41,7 @@ pub enum Command {
     /// Search by text, by image, or a mix.
     Query(QueryArgs),
     /// List the files that could not be indexed.
-    Failures(JsonArgs),
+    Failures(FailuresArgs),
     /// Label every image zero-shot from a list of labels (stored as tags).
     Tag(TagArgs),
     /// Rank labels for one image, zero-shot.
@@ -68,6 +68,16 @@ pub enum Command {
     /// Look at what the model sees: the input tensor or the vector.
     #[command(subcommand)]
     Debug(DebugCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct FailuresArgs {
+    /// Only failures of this kind: unsupported, corrupt, too_large, io, … (schema/cli.md).
+    #[arg(long, value_name = "KIND")]
+    pub kind: Option<String>,
+    /// JSON Lines output (schema/cli.md).
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]

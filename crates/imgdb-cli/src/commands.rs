@@ -6,15 +6,15 @@ use std::path::{Path, PathBuf};
 
 use imgdb::ingest::{IngestOptions, IngestReport};
 use imgdb::{
-    CancelToken, Db, Encoder, EncoderOptions, Filter, ImageFormat, Query, QueryTerm, TagOptions,
-    Timestamp, Towers, WriteBatch, WriteOp, ZeroShot, resolve,
+    CancelToken, Db, Encoder, EncoderOptions, ErrorKind, Filter, ImageFormat, Query, QueryTerm,
+    TagOptions, Timestamp, Towers, WriteBatch, WriteOp, ZeroShot, resolve,
 };
 use serde_json::json;
 
 use crate::Failure;
 use crate::args::{
-    ClassifyArgs, Cli, DebugCommand, DupesArgs, EvalArgs, ExportArgs, ImportArgs, IngestArgs,
-    QueryArgs, TagArgs,
+    ClassifyArgs, Cli, DebugCommand, DupesArgs, EvalArgs, ExportArgs, FailuresArgs, ImportArgs,
+    IngestArgs, QueryArgs, TagArgs,
 };
 use crate::output::{Out, Progress, hit_json, path_text, timestamp_text};
 
@@ -368,12 +368,26 @@ pub fn query(cli: &Cli, args: &QueryArgs, out: &mut Out) -> Result<()> {
     Ok(())
 }
 
-pub fn failures(cli: &Cli, json: bool, out: &mut Out) -> Result<()> {
+pub fn failures(cli: &Cli, args: &FailuresArgs, out: &mut Out) -> Result<()> {
+    let kind = match &args.kind {
+        Some(name) => Some(ErrorKind::from_name(name).ok_or_else(|| {
+            let names: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.name()).collect();
+            Failure::Usage(format!(
+                "--kind {name}: expected one of {}",
+                names.join(", ")
+            ))
+        })?),
+        None => None,
+    };
     let db = open(cli)?;
     for (path, failure) in db.failures()? {
-        if json {
+        if kind.is_some_and(|kind| failure.reason.kind != kind) {
+            continue;
+        }
+        if args.json {
             out.json(&json!({
-                "path": path_text(&path), "reason": failure.reason, "bytes": failure.byte_size,
+                "path": path_text(&path), "kind": failure.reason.kind.name(),
+                "message": failure.reason.message, "bytes": failure.byte_size,
                 "mtime": timestamp_text(failure.mtime), "at": timestamp_text(failure.at),
             }))?;
         } else {

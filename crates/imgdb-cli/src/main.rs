@@ -62,7 +62,7 @@ fn run(cli: &Cli, out: &mut Out) -> commands::Result<()> {
     match &cli.command {
         Command::Ingest(args) => commands::ingest(cli, args, out),
         Command::Query(args) => commands::query(cli, args, out),
-        Command::Failures(args) => commands::failures(cli, args.json, out),
+        Command::Failures(args) => commands::failures(cli, args, out),
         Command::Tag(args) => commands::tag(cli, args, out),
         Command::Classify(args) => commands::classify(cli, args, out),
         Command::Dupes(args) => commands::dupes(cli, args, out),

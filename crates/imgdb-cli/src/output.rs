@@ -130,7 +130,9 @@ fn outcome_json(outcome: &FileOutcome) -> Value {
         FileOutcome::StillFailing => json!({"outcome": "still_failing"}),
         FileOutcome::Indexed(id) => json!({"outcome": "indexed", "id": id.0}),
         FileOutcome::Linked(id) => json!({"outcome": "linked", "id": id.0}),
-        FileOutcome::Failed(reason) => json!({"outcome": "failed", "reason": reason}),
+        FileOutcome::Failed(reason) => json!({
+            "outcome": "failed", "kind": reason.kind.name(), "message": reason.message,
+        }),
         FileOutcome::Removed => json!({"outcome": "removed"}),
         _ => json!({"outcome": "other"}),
     }

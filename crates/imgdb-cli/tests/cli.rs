@@ -299,11 +299,40 @@ fn a_corrupt_file_is_listed_and_the_rest_is_searchable() {
         failed.iter().any(|p| p.ends_with("broken.jpg"))
             && failed.iter().any(|p| p.ends_with("truncated.png"))
     );
-    assert!(
-        failures
-            .iter()
-            .all(|f| f["reason"].as_str().is_some_and(|r| !r.is_empty()))
+    for failure in &failures {
+        // Said once: a kind, and a message that does not repeat the path.
+        let message = failure["message"].as_str().unwrap();
+        let name = Path::new(failure["path"].as_str().unwrap())
+            .file_name()
+            .unwrap();
+        assert!(
+            message.starts_with("cannot decode") && !message.contains(&*name.to_string_lossy()),
+            "{failure}"
+        );
+        assert_eq!(failure["kind"].as_str(), Some("corrupt"), "{failure}");
+    }
+    assert_eq!(
+        world
+            .json_lines(&["failures", "--kind", "corrupt", "--json"])
+            .len(),
+        2
     );
+    assert!(
+        world
+            .json_lines(&["failures", "--kind", "unsupported", "--json"])
+            .is_empty()
+    );
+    let listed = world.run(&["failures"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    let line = listed
+        .lines()
+        .find(|l| l.contains("truncated.png"))
+        .unwrap();
+    assert_eq!(line.matches("truncated.png").count(), 1, "{line}");
+    assert!(line.ends_with("(corrupt)"), "{line}");
+    let bad_kind = world.run(&["failures", "--kind", "odd"]);
+    assert_eq!(bad_kind.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad_kind.stderr).contains("unsupported, too_large"));
     let hits = world.json_lines(&["query", "a yellow square", "-k", "3", "--json"]);
     assert!(paths(&hits).iter().all(|p| p.contains("yellow_square")));
 
