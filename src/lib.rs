@@ -43,6 +43,7 @@ mod error;
 pub mod eval;
 mod exchange;
 mod filter;
+mod fsio;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 pub mod hub;
@@ -63,6 +64,7 @@ pub use db::{
 pub use dupes::DuplicateGroup;
 pub use error::{Error, ModelProblem, Result, TensorRole, VectorProblem};
 pub use filter::Filter;
+pub use fsio::{CommitStage, LocalStorage, Storage, StorageFile};
 pub use index::IndexParams;
 pub use index::snapshot::{RebuildReason, SNAPSHOT_FORMAT_VERSION};
 pub use model::{
