@@ -2,6 +2,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod hub;
+pub mod storage;
 
 use std::path::PathBuf;
 
