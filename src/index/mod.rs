@@ -18,8 +18,10 @@
 //!
 //! The hnsw_rs graph holds rows `0..graph.len()`; rows appended while a
 //! snapshot holds the graph (to dump it) wait in the delta and are inserted
-//! by the next write or when the snapshot lets go of the graph, so a write
-//! never waits for a snapshot.
+//! by the next writes, each taking its own rows and as many again, so a
+//! write waits for a snapshot only when the delta grew past twice its
+//! refresh size (a bound on what searches scan exactly, and back-pressure
+//! on a writer faster than the graph).
 
 pub(crate) mod distance;
 pub(crate) mod flat;
@@ -177,7 +179,7 @@ pub(crate) type DumpResult = std::result::Result<String, Box<dyn std::error::Err
 
 impl Frozen<'_> {
     /// Dumps the graph as `basename` into `dir` and copies its links, then
-    /// releases the graph (inserting the rows written meanwhile). Returns
+    /// releases the graph. Returns
     /// the dump's outcome, the rows and their links.
     pub fn dump(self, dir: &std::path::Path, basename: &str) -> (DumpResult, Vec<Row>, FlatGraph) {
         let Frozen {
@@ -191,7 +193,9 @@ impl Frozen<'_> {
         if index.read().flat.len() < flat.len() {
             index.write().flat = flat.clone();
         }
-        index.catch_up(ready, usize::MAX);
+        // The rows written meanwhile are left to the next writes (see
+        // `VectorIndex::apply`): the graph must not stay held while the
+        // thread inserts them, or every write would leave its rows behind.
         (dumped, rows, flat)
     }
 }
@@ -423,7 +427,7 @@ impl VectorIndex {
 
     /// Applies committed changes of batch `seq`.
     pub fn apply(&self, changes: &[Change<'_>], seq: u64) {
-        let mut added = false;
+        let mut added = 0;
         {
             let mut state = self.write();
             for change in changes {
@@ -448,7 +452,7 @@ impl VectorIndex {
                         state.codes.extend_from_slice(&codes);
                         state.scales.push(scale);
                         state.by_id.insert(record.id, row);
-                        added = true;
+                        added += 1;
                     }
                     Change::Remove(id) => {
                         if let Some(&row) = state.by_id.get(id) {
@@ -459,19 +463,34 @@ impl VectorIndex {
             }
             state.watermark = state.watermark.max(seq);
         }
-        if !added {
+        if added == 0 {
             // Above all, do not reload a stored graph for nothing.
             return;
         }
-        // A snapshot dumping the graph or a compaction holds it: the new
-        // rows stay in the exactly scanned delta until it is released.
-        let Some(graph) = self.try_graph() else {
-            return;
+        // While a snapshot holds the graph to dump it, the new rows wait in
+        // the exactly scanned delta; once the delta is twice what a refresh
+        // allows, the write waits for the graph instead. That bounds both
+        // what searches scan and what a snapshot leaves behind, and keeps a
+        // writer from outrunning the graph.
+        let wait = {
+            let state = self.read();
+            state.rows.len() - state.flat.len() > 2 * delta_rows(state.rows.len())
+        };
+        let graph = if wait {
+            self.graph()
+        } else {
+            match self.try_graph() {
+                Some(graph) => graph,
+                None => return,
+            }
         };
         let GraphSlot::Ready(graph) = &*graph else {
             unreachable!("try_graph() loads the graph")
         };
-        self.catch_up(graph, usize::MAX);
+        // Its own rows and as many again of a backlog left by a snapshot: the
+        // backlog drains over the next writes instead of stalling one.
+        let limit = graph.len() + 2 * added;
+        self.catch_up(graph, limit);
     }
 
     /// Inserts the rows the graph lacks, up to row `limit`, into the graph
@@ -496,7 +515,7 @@ impl VectorIndex {
             let state = self.read();
             (state.rows.len().min(graph.len()), state.flat.len())
         };
-        if rows > covered && rows - covered > DELTA_ROWS.max(rows / 256) {
+        if rows > covered && rows - covered > delta_rows(rows) {
             let flat = graph.flatten(self.params.m);
             self.write().flat = flat;
         }
@@ -604,6 +623,12 @@ impl VectorIndex {
     pub fn watermark(&self) -> u64 {
         self.read().watermark
     }
+}
+
+/// The delta (rows the flat copy does not cover) at which the flat copy of
+/// an index of `rows` rows is refreshed.
+fn delta_rows(rows: usize) -> usize {
+    DELTA_ROWS.max(rows / 256)
 }
 
 /// A new hnsw_rs graph of `vectors`, rows in order, inserted in parallel.
