@@ -16,7 +16,9 @@ mod data;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use imgdb::{ContentHash, Db, EmbeddingSpace, ImageFormat, NewImage, Timestamp, WriteBatch, WriteOp};
+use imgdb::{
+    ContentHash, Db, EmbeddingSpace, ImageFormat, NewImage, Timestamp, WriteBatch, WriteOp,
+};
 
 fn arg(args: &[String], name: &str, default: usize) -> usize {
     args.iter()
