@@ -43,6 +43,7 @@ mod error;
 pub mod eval;
 mod exchange;
 mod filter;
+mod fsio;
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;
 #[cfg(feature = "hub")]
@@ -72,6 +73,7 @@ pub use error::{
 };
 pub use exchange::{ExportOptions, ExportReport};
 pub use filter::Filter;
+pub use fsio::{CommitStage, LocalStorage, Storage, StorageFile};
 pub use index::IndexParams;
 pub use index::snapshot::{RebuildReason, SNAPSHOT_FORMAT_VERSION};
 pub use model::{

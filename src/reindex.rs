@@ -1,21 +1,17 @@
 //! Re-encoding a database with another model (`imgdb reindex`), keeping
 //! every image's id, files, tags and times.
 //!
-//! The new vectors go into a new database beside the old one
-//! (`<db>.reindex`), which is swapped in only when complete: a crash before
-//! the swap leaves the old database as it was, and one during the swap is
-//! finished by the next open (`finish_interrupted_swap`).
+//! This module only re-encodes: the new database is built and swapped in,
+//! crash-safely, by [`Db::rebuild`] (`src/db/swap.rs`).
 
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::db::{Db, DbOptions, WriteBatch, WriteOp};
+use crate::cancel::CancelToken;
+use crate::db::{Db, WriteBatch, WriteOp};
 use crate::error::{Error, Result};
 use crate::model::Encoder;
-
-/// Marks a `<db>.reindex` folder as complete, ready to be swapped in.
-const COMPLETE_MARKER: &str = "reindex-complete";
 
 /// What a re-index did.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -25,63 +21,61 @@ pub struct ReindexReport {
     pub reindexed: usize,
     /// Images left out: no file could be read and decoded (path, reason).
     pub dropped: Vec<(PathBuf, String)>,
-}
-
-fn sibling(db: &Path, suffix: &str) -> PathBuf {
-    let mut name = db.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(suffix);
-    db.with_file_name(name)
-}
-
-/// Completes a swap a crash interrupted: `db` is gone, and a complete
-/// re-indexed database waits beside it.
-pub(crate) fn finish_interrupted_swap(db: &Path) -> Result<()> {
-    let new = sibling(db, ".reindex");
-    if db.exists() || !new.join(COMPLETE_MARKER).is_file() {
-        return Ok(());
-    }
-    std::fs::rename(&new, db).map_err(Error::io(db))?;
-    std::fs::remove_file(db.join(COMPLETE_MARKER)).map_err(Error::io(db))?;
-    let old = sibling(db, ".reindex-old");
-    if old.exists() {
-        std::fs::remove_dir_all(&old).map_err(Error::io(&old))?;
-    }
-    Ok(())
+    /// Whether it was cancelled: the old database was kept as it was.
+    pub cancelled: bool,
 }
 
 impl Db {
     /// Re-encodes every image of the database at `path` with `encoder` (a
     /// new model) and swaps the result in. `progress` gets (done, total).
-    /// The database must not be open.
+    /// The database must not be open. Same as [`reindex_cancellable`]
+    /// with a token nobody cancels.
+    ///
+    /// [`reindex_cancellable`]: Db::reindex_cancellable
     pub fn reindex(
         path: &Path,
         encoder: &Encoder,
-        progress: impl FnMut(usize, usize),
+        progress: impl FnMut(usize, usize) + Send,
     ) -> Result<ReindexReport> {
-        reindex(path, encoder, progress)
+        Db::reindex_cancellable(path, encoder, &CancelToken::new(), progress)
+    }
+
+    /// [`reindex`](Db::reindex), stopping between batches once `cancel` is
+    /// cancelled: the partial new database is discarded and the old one
+    /// kept (the report says `cancelled`).
+    pub fn reindex_cancellable(
+        path: &Path,
+        encoder: &Encoder,
+        cancel: &CancelToken,
+        progress: impl FnMut(usize, usize) + Send,
+    ) -> Result<ReindexReport> {
+        let mut report = ReindexReport::default();
+        let swapped = Db::rebuild(path, encoder.space(), |old, new| {
+            reencode(old, new, encoder, cancel, progress, &mut report)?;
+            Ok(!cancel.is_cancelled())
+        })?;
+        report.cancelled = !swapped;
+        Ok(report)
     }
 }
 
-fn reindex(
-    path: &Path,
+/// Re-encodes `old`'s images into `new`, then copies its failures; stops
+/// early when `cancel` is cancelled.
+fn reencode(
+    old: &Db,
+    new: &Db,
     encoder: &Encoder,
-    mut progress: impl FnMut(usize, usize),
-) -> Result<ReindexReport> {
-    let old = Db::open(path)?;
-    let new_path = sibling(path, ".reindex");
-    if new_path.exists() {
-        // A re-index that never completed.
-        std::fs::remove_dir_all(&new_path).map_err(Error::io(&new_path))?;
-    }
-    let new = DbOptions::new()
-        .space(encoder.space().clone())
-        .create_if_missing(true)
-        .open(&new_path)?;
+    cancel: &CancelToken,
+    mut progress: impl FnMut(usize, usize) + Send,
+    report: &mut ReindexReport,
+) -> Result<()> {
     let total = old.stats()?.images;
-    let mut report = ReindexReport::default();
     let records: Vec<_> = old.records().collect::<Result<_>>()?;
     let preprocessor = encoder.preprocessor();
     for chunk in records.chunks(encoder.batch_size()) {
+        if cancel.is_cancelled() {
+            return Ok(());
+        }
         // The first file of each image that still reads and decodes.
         let prepared: Vec<std::result::Result<Vec<f32>, (PathBuf, String)>> = chunk
             .par_iter()
@@ -126,13 +120,5 @@ fn reindex(
             .collect::<Vec<_>>()
             .into(),
     )?;
-    new.close()?;
-    old.close()?;
-
-    // The swap: complete marker, old aside, new in place, old removed.
-    std::fs::write(new_path.join(COMPLETE_MARKER), b"").map_err(Error::io(&new_path))?;
-    let aside = sibling(path, ".reindex-old");
-    std::fs::rename(path, &aside).map_err(Error::io(path))?;
-    finish_interrupted_swap(path)?;
-    Ok(report)
+    Ok(())
 }

@@ -56,18 +56,32 @@ fn format_1_opens_migrated_and_answers() {
     };
     let notes = reason("notes.jpg");
     assert_eq!(notes.kind, ErrorKind::Unsupported, "{notes:?}");
-    assert!(notes.message.starts_with("not a supported image"), "{notes:?}");
+    assert!(
+        notes.message.starts_with("not a supported image"),
+        "{notes:?}"
+    );
     let truncated = reason("truncated.png");
     assert_eq!(truncated.kind, ErrorKind::Corrupt, "{truncated:?}");
-    assert!(truncated.message.starts_with("cannot decode image"), "{truncated:?}");
+    assert!(
+        truncated.message.starts_with("cannot decode image"),
+        "{truncated:?}"
+    );
 
     // Tags and vectors as written: every image has its top zero-shot label.
     let labels = db.labels().unwrap();
-    assert_eq!(labels.iter().map(|(_, n)| n).sum::<usize>(), 8, "{labels:?}");
-    let hits = db.query(&encoder, &Query::text("a red circle").k(2)).unwrap();
+    assert_eq!(
+        labels.iter().map(|(_, n)| n).sum::<usize>(),
+        8,
+        "{labels:?}"
+    );
+    let hits = db
+        .query(&encoder, &Query::text("a red circle").k(2))
+        .unwrap();
     assert!(
-        hits.iter()
-            .all(|hit| hit.path.to_string_lossy().contains("large_red_circle_on_white")),
+        hits.iter().all(|hit| hit
+            .path
+            .to_string_lossy()
+            .contains("large_red_circle_on_white")),
         "{hits:?}"
     );
     assert!(db.verify().unwrap().is_clean());

@@ -141,9 +141,11 @@ fn filters_hold_for_graph_walks_and_exact_scans() {
 fn deleted_images_never_come_back_and_compaction_keeps_answers() {
     let seed = seed("tombstones", 4);
     let dir = tempfile::tempdir().unwrap();
+    // The caller schedules compaction here, to compare answers around it.
     let db = options()
         .exact_scan_rows(0)
         .compact_ratio(0.3)
+        .background_maintenance(false)
         .open(dir.path().join("db"))
         .unwrap();
     let ids = db

@@ -8,36 +8,44 @@
 //! ("\x89IMGDB\r\n", PNG-style: a text-mode copy breaks it visibly), the
 //! version as u32 little-endian, and a CRC-32 of those 12 bytes, LE.
 
-use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::Write;
+//!
+//! The marker's file operations go through the database's [`Storage`], so
+//! that tests can fail them; the lock is a real file lock and cannot.
+
+use std::fs::{File, OpenOptions, TryLockError};
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::fsio::{self, Storage};
 use crate::{FORMAT_MARKER_FILE, FORMAT_OLDEST_SUPPORTED_VERSION, FORMAT_VERSION};
 
 const MAGIC: [u8; 8] = *b"\x89IMGDB\r\n";
 const LOCK_FILE: &str = "lock";
 
-/// Writes the marker of a new database into `root`, durably.
-pub(crate) fn create(root: &Path) -> Result<()> {
+/// Writes the marker of a new database into `root`, durably. On failure
+/// nothing is left behind, so that a retry finds the directory as it was.
+pub(crate) fn create(storage: &dyn Storage, root: &Path) -> Result<()> {
     let path = root.join(FORMAT_MARKER_FILE);
     let tmp = root.join(format!("{FORMAT_MARKER_FILE}.tmp"));
     let mut bytes = MAGIC.to_vec();
     bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     bytes.extend_from_slice(&crc32fast::hash(&bytes).to_le_bytes());
-    let mut file = File::create(&tmp).map_err(Error::io(&tmp))?;
-    file.write_all(&bytes).map_err(Error::io(&tmp))?;
-    file.sync_all().map_err(Error::io(&tmp))?;
-    fs::rename(&tmp, &path).map_err(Error::io(&path))?;
-    File::open(root)
-        .and_then(|d| d.sync_all())
-        .map_err(Error::io(root))
+    let written = fsio::write_synced(storage, &tmp, &bytes)
+        .map_err(Error::io(&tmp))
+        .and_then(|()| storage.rename(&tmp, &path).map_err(Error::io(&path)))
+        .and_then(|()| storage.sync_dir(root).map_err(Error::io(root)));
+    if written.is_err() {
+        // Best effort: the error to report is the first one.
+        let _ = storage.remove_file(&tmp);
+        let _ = storage.remove_file(&path);
+    }
+    written
 }
 
 /// Reads the marker of `root` and checks its version; returns the version.
-pub(crate) fn check(root: &Path) -> Result<u32> {
+pub(crate) fn check(storage: &dyn Storage, root: &Path) -> Result<u32> {
     let path = root.join(FORMAT_MARKER_FILE);
-    let bytes = fs::read(&path).map_err(Error::io(&path))?;
+    let bytes = fsio::read(storage, &path).map_err(Error::io(&path))?;
     let corrupt = |problem| Error::Corrupt {
         path: path.clone(),
         what: "format marker",
@@ -88,25 +96,30 @@ pub(crate) fn lock(root: &Path) -> Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fsio::LocalStorage;
+    use std::fs;
 
     #[test]
     fn marker_round_trips_and_refuses_damage_and_newer_versions() {
         let dir = tempfile::tempdir().unwrap();
-        create(dir.path()).unwrap();
-        assert_eq!(check(dir.path()).unwrap(), FORMAT_VERSION);
+        create(&LocalStorage, dir.path()).unwrap();
+        assert_eq!(check(&LocalStorage, dir.path()).unwrap(), FORMAT_VERSION);
 
         let path = dir.path().join(FORMAT_MARKER_FILE);
         let good = fs::read(&path).unwrap();
         let mut flipped = good.clone();
         flipped[9] ^= 1;
         fs::write(&path, &flipped).unwrap();
-        assert!(matches!(check(dir.path()), Err(Error::Corrupt { .. })));
+        assert!(matches!(
+            check(&LocalStorage, dir.path()),
+            Err(Error::Corrupt { .. })
+        ));
 
         let mut newer = MAGIC.to_vec();
         newer.extend_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
         newer.extend_from_slice(&crc32fast::hash(&newer).to_le_bytes());
         fs::write(&path, &newer).unwrap();
-        match check(dir.path()) {
+        match check(&LocalStorage, dir.path()) {
             Err(Error::UnsupportedFormat { found, newest, .. }) => {
                 assert_eq!((found, newest), (FORMAT_VERSION + 1, FORMAT_VERSION));
             }

@@ -15,16 +15,26 @@
 //! no writer lock. On open, the index is loaded from its snapshot and the
 //! store's change log after the snapshot's watermark is replayed; anything
 //! wrong with the snapshot means a rebuild from the store.
+//!
+//! Maintenance (snapshots, compaction) never rides on a write: a write only
+//! signals the database's maintenance thread when one is due, and the
+//! thread does it while writes and searches go on (see [`Inner::snapshot`],
+//! [`Inner::compact`]). Dropping the last handle waits for the thread, then
+//! writes a final snapshot.
 
 mod marker;
+mod swap;
 mod verify;
 mod write;
 
 use std::collections::HashSet;
-use std::fs;
+use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::thread::JoinHandle;
 
+use crossbeam_channel::{Sender, TrySendError};
 use tracing::{info, warn};
 
 pub use verify::{Problem, VerifyReport};
@@ -32,6 +42,7 @@ pub use write::{NewImage, WriteBatch, WriteOp};
 
 use crate::error::{Error, Result};
 use crate::filter::Filter;
+use crate::fsio::{LocalStorage, Storage};
 use crate::index::snapshot::{self, Identity, RebuildReason};
 use crate::index::{Change, IndexParams, RowAttrs, VectorIndex};
 use crate::space::EmbeddingSpace;
@@ -55,6 +66,18 @@ pub struct DbOptions {
     snapshot_every: u64,
     compact_ratio: f32,
     exact_scan_rows: usize,
+    background: bool,
+    storage: SharedStorage,
+}
+
+/// The storage of [`DbOptions`], which must be `Debug`.
+#[derive(Clone)]
+struct SharedStorage(Arc<dyn Storage>);
+
+impl fmt::Debug for SharedStorage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Storage")
+    }
 }
 
 impl Default for DbOptions {
@@ -66,6 +89,8 @@ impl Default for DbOptions {
             snapshot_every: 10_000,
             compact_ratio: 0.2,
             exact_scan_rows: crate::index::EXACT_SCAN_ROWS,
+            background: true,
+            storage: SharedStorage(LocalStorage::shared()),
         }
     }
 }
@@ -105,7 +130,10 @@ impl DbOptions {
     /// dropped). A snapshot rewrites the whole index, so a fixed interval
     /// would make the snapshot writes of a growing database quadratic; the
     /// proportional one keeps them linear, and a reopen after a crash
-    /// replays at most that many changes. Default: 10 000.
+    /// replays at most that many changes. The snapshot is written by the
+    /// maintenance thread, never by the write that made it due (see
+    /// [`background_maintenance`](Self::background_maintenance)).
+    /// Default: 10 000.
     pub fn snapshot_every(mut self, changes: u64) -> DbOptions {
         self.snapshot_every = changes.max(1);
         self
@@ -131,11 +159,58 @@ impl DbOptions {
         self
     }
 
+    /// Whether a thread owned by the database writes snapshots and compacts
+    /// the index when they are due. When off, the caller schedules them with
+    /// [`Db::checkpoint`] and [`Db::compact`] (a snapshot is still written
+    /// when the last handle is dropped). Either way, writes never do them.
+    /// Default: true.
+    pub fn background_maintenance(mut self, on: bool) -> DbOptions {
+        self.background = on;
+        self
+    }
+
+    /// The filesystem under the index snapshots and the format marker (see
+    /// [`Storage`]); tests pass one that fails on purpose. Default:
+    /// [`LocalStorage`].
+    pub fn storage(mut self, storage: Arc<dyn Storage>) -> DbOptions {
+        self.storage = SharedStorage(storage);
+        self
+    }
+
     /// Opens the database at `path`.
     pub fn open(self, path: impl AsRef<Path>) -> Result<Db> {
         self.index.validate()?;
-        Inner::open(path.as_ref(), self).map(|inner| Db {
-            inner: Arc::new(inner),
+        let background = self.background;
+        let (sender, receiver) = crossbeam_channel::bounded(1);
+        let (inner, snapshot_now) =
+            Inner::open(path.as_ref(), self, background.then(|| sender.clone()))?;
+        let inner = Arc::new(inner);
+        let maintenance = if background {
+            let weak = Arc::downgrade(&inner);
+            let thread = std::thread::Builder::new()
+                .name("imgdb-maintenance".into())
+                .spawn(move || maintenance_thread(weak, receiver))
+                .map_err(Error::io(path.as_ref()))?;
+            Maintenance {
+                sender: Some(sender),
+                thread: Some(thread),
+            }
+        } else {
+            Maintenance {
+                sender: None,
+                thread: None,
+            }
+        };
+        if snapshot_now {
+            if background {
+                inner.signal();
+            } else {
+                inner.checkpoint()?;
+            }
+        }
+        Ok(Db {
+            _maintenance: Arc::new(maintenance),
+            inner,
         })
     }
 }
@@ -228,7 +303,49 @@ pub struct Hit {
 /// open database. The database is checkpointed when the last clone drops.
 #[derive(Clone)]
 pub struct Db {
+    // First: dropped (the thread stopped and joined) before `inner`, so that
+    // the last handle's drop waits for a running snapshot and then finds no
+    // other owner of the database.
+    _maintenance: Arc<Maintenance>,
     inner: Arc<Inner>,
+}
+
+/// What the maintenance thread is told.
+enum Task {
+    /// A snapshot or compaction may be due: check and do it.
+    Maintain,
+    /// The last handle is gone.
+    Stop,
+}
+
+/// The maintenance thread, stopped and joined when the last handle drops.
+struct Maintenance {
+    sender: Option<Sender<Task>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Maintenance {
+    fn drop(&mut self) {
+        if let (Some(sender), Some(thread)) = (self.sender.take(), self.thread.take()) {
+            // Blocks only while a signal is pending: the thread takes it first.
+            let _ = sender.send(Task::Stop);
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The maintenance thread's loop. It holds the database only while it
+/// works, so that the last handle's drop is never left to it.
+fn maintenance_thread(inner: Weak<Inner>, tasks: crossbeam_channel::Receiver<Task>) {
+    for task in tasks {
+        match task {
+            Task::Stop => break,
+            Task::Maintain => match inner.upgrade() {
+                Some(inner) => inner.maintain(),
+                None => break,
+            },
+        }
+    }
 }
 
 struct Inner {
@@ -241,15 +358,23 @@ struct Inner {
     origin: IndexOrigin,
     writer: Mutex<Writer>,
     format_version: u32,
+    storage: Arc<dyn Storage>,
+    /// Record changes the newest snapshot does not have (an upper bound:
+    /// a change is counted after it reached the index).
+    unsnapshotted: AtomicU64,
+    /// Held by whoever snapshots or compacts: one at a time, and the change
+    /// log is pruned by no one else while a compaction relies on it.
+    maintenance: Mutex<()>,
+    /// Signals the maintenance thread (none when the caller schedules).
+    signal: Option<Sender<Task>>,
     // Last: released after everything else is closed.
-    _lock: fs::File,
+    _lock: std::fs::File,
 }
 
 /// State only the writer touches.
 struct Writer {
     next_id: u64,
     last_seq: u64,
-    changes_since_snapshot: u64,
 }
 
 impl Db {
@@ -329,14 +454,8 @@ impl Db {
             writer.next_id = next_id;
         }
         inner.index.apply(&index_changes(&batch), seq);
-        writer.changes_since_snapshot += (batch.puts.len() + batch.deletes.len()) as u64;
-        let rows = inner.index.counts().0;
-        if inner
-            .options
-            .snapshot_due(writer.changes_since_snapshot, rows)
-        {
-            inner.checkpoint(&mut writer)?;
-        }
+        drop(writer);
+        inner.count_unsnapshotted((batch.puts.len() + batch.deletes.len()) as u64);
         Ok(ids)
     }
 
@@ -467,17 +586,19 @@ impl Db {
     }
 
     /// Writes an index snapshot now (if anything changed since the last),
-    /// compacting first when tombstones passed the ratio.
+    /// compacting first when tombstones passed the ratio; returns when it is
+    /// durable. Writes and searches go on meanwhile; a snapshot the
+    /// maintenance thread is writing is waited for first.
     pub fn checkpoint(&self) -> Result<()> {
-        let mut writer = self.inner.writer();
-        self.inner.checkpoint(&mut writer)
+        self.inner.checkpoint()
     }
 
     /// Rebuilds the graph without its tombstones when they reach the
-    /// compaction ratio; returns whether it did. Searches go on meanwhile.
+    /// compaction ratio; returns whether it did. Searches and writes go on
+    /// meanwhile (writes wait only while the new graph is swapped in).
     pub fn compact(&self) -> Result<bool> {
-        let mut writer = self.inner.writer();
-        self.inner.compact(&mut writer)
+        let _maintenance = self.inner.maintenance_lock();
+        self.inner.compact()
     }
 
     /// Figures about the database.
@@ -495,7 +616,7 @@ impl Db {
             origin: inner.origin.clone(),
             last_seq: inner.writer().last_seq,
             store_bytes: inner.store.size_on_disk(),
-            snapshot_bytes: snapshot::size_on_disk(&inner.root.join(INDEX_DIR)),
+            snapshot_bytes: snapshot::size_on_disk(&*inner.storage, &inner.root.join(INDEX_DIR)),
             format_version: inner.format_version,
         })
     }
@@ -532,12 +653,19 @@ fn index_changes(batch: &Batch) -> Vec<Change<'_>> {
 }
 
 impl Inner {
-    fn open(root: &Path, options: DbOptions) -> Result<Inner> {
-        crate::reindex::finish_interrupted_swap(root)?;
-        let created = prepare_dir(root, &options)?;
-        let format_version = marker::check(root)?;
+    /// Opens the database; returns it and whether a snapshot is due at once
+    /// (after a rebuild or a long replay).
+    fn open(
+        root: &Path,
+        options: DbOptions,
+        signal: Option<Sender<Task>>,
+    ) -> Result<(Inner, bool)> {
+        swap::finish_interrupted(root)?;
+        let storage = options.storage.0.clone();
+        let created = prepare_dir(&*storage, root, &options)?;
+        let format_version = marker::check(&*storage, root)?;
         let lock = marker::lock(root)?;
-        let store = open_store(root)?;
+        let store = open_store(root, storage.clone())?;
         let space = match (store.space()?, &options.space) {
             (Some(stored), _) => stored,
             (None, Some(space)) if options.create => {
@@ -592,7 +720,6 @@ impl Inner {
         let writer = Writer {
             next_id: store.next_id()?,
             last_seq: store.last_seq()?,
-            changes_since_snapshot: 0,
         };
         let identity = Identity {
             db_id,
@@ -608,7 +735,7 @@ impl Inner {
             let index = VectorIndex::empty(space.dim as usize, params, writer.last_seq);
             (index, IndexOrigin::Created, 0, false)
         } else {
-            match snapshot::load(&index_dir, &identity) {
+            match snapshot::load(&storage, &index_dir, &identity) {
                 Ok(index) => {
                     let watermark = index.watermark();
                     let replayed = replay(&store, &index, writer.last_seq)?;
@@ -648,18 +775,15 @@ impl Inner {
             db_id,
             options,
             origin,
-            writer: Mutex::new(Writer {
-                changes_since_snapshot: unsnapshotted,
-                ..writer
-            }),
+            writer: Mutex::new(writer),
             format_version,
+            storage,
+            unsnapshotted: AtomicU64::new(unsnapshotted),
+            maintenance: Mutex::new(()),
+            signal,
             _lock: lock,
         };
-        if snapshot_now {
-            let mut writer = inner.writer();
-            inner.checkpoint(&mut writer)?;
-        }
-        Ok(inner)
+        Ok((inner, snapshot_now))
     }
 
     fn writer(&self) -> MutexGuard<'_, Writer> {
@@ -670,53 +794,141 @@ impl Inner {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    fn maintenance_lock(&self) -> MutexGuard<'_, ()> {
+        // Guards no data: a panicked snapshot leaves nothing to repair.
+        self.maintenance
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Re-reads the counters from the store and replays what the index
     /// missed, after a commit whose outcome is unknown.
     fn resync(&self, writer: &mut Writer) -> Result<()> {
         writer.last_seq = self.store.last_seq()?;
         writer.next_id = self.store.next_id()?;
         let replayed = replay(&self.store, &self.index, writer.last_seq)?;
-        writer.changes_since_snapshot += replayed as u64;
+        self.count_unsnapshotted(replayed as u64);
         Ok(())
     }
 
-    fn checkpoint(&self, writer: &mut Writer) -> Result<()> {
-        self.compact(writer)?;
-        if writer.changes_since_snapshot == 0
-            && snapshot::size_on_disk(&self.root.join(INDEX_DIR)) > 0
+    /// Counts changes the index took, and tells the maintenance thread when
+    /// they make a snapshot or a compaction due: all a write does about
+    /// maintenance.
+    fn count_unsnapshotted(&self, changes: u64) {
+        self.unsnapshotted.fetch_add(changes, Ordering::SeqCst);
+        if self.snapshot_due() || self.compaction_due() {
+            self.signal();
+        }
+    }
+
+    /// Wakes the maintenance thread, if any; never blocks (a pending signal
+    /// already covers this one).
+    fn signal(&self) {
+        if let Some(signal) = &self.signal
+            && let Err(TrySendError::Disconnected(_)) = signal.try_send(Task::Maintain)
         {
+            warn!("{}: the maintenance thread is gone", self.root.display());
+        }
+    }
+
+    fn snapshot_due(&self) -> bool {
+        let changes = self.unsnapshotted.load(Ordering::SeqCst);
+        changes > 0 && self.options.snapshot_due(changes, self.index.counts().0)
+    }
+
+    fn compaction_due(&self) -> bool {
+        let (live, dead) = self.index.counts();
+        dead > 0 && (dead as f32) >= self.options.compact_ratio * (live + dead) as f32
+    }
+
+    /// What the maintenance thread does when signalled. Its errors are
+    /// logged: nothing acknowledged depends on a snapshot (the change log
+    /// covers it), and the next checkpoint, or the close, tries again and
+    /// reports.
+    fn maintain(&self) {
+        let _maintenance = self.maintenance_lock();
+        let done = self.compact().and_then(|compacted| {
+            if compacted || self.snapshot_due() {
+                self.snapshot()
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = done {
+            warn!(
+                "{}: background index maintenance failed (retried at the next checkpoint): {e}",
+                self.root.display()
+            );
+        }
+    }
+
+    fn checkpoint(&self) -> Result<()> {
+        let _maintenance = self.maintenance_lock();
+        self.compact()?;
+        self.snapshot()
+    }
+
+    /// Writes a snapshot if anything changed since the last one. The caller
+    /// holds the maintenance lock. Writes go on meanwhile: the snapshot is
+    /// of a frozen view (its watermark covers exactly its rows), and the log
+    /// is pruned only through that watermark, so later changes are replayed
+    /// on the next open.
+    fn snapshot(&self) -> Result<()> {
+        let index_dir = self.root.join(INDEX_DIR);
+        // Read before the view is taken: every change counted by then is in
+        // the view (changes are counted after they reach the index).
+        let taken = self.unsnapshotted.load(Ordering::SeqCst);
+        if taken == 0 && snapshot::size_on_disk(&*self.storage, &index_dir) > 0 {
             return Ok(());
         }
-        let bytes = snapshot::write(&self.root.join(INDEX_DIR), &self.index, self.db_id)?;
-        self.store.prune_log(self.index.watermark())?;
-        writer.changes_since_snapshot = 0;
+        let (live, dead) = self.index.counts();
+        if live + dead == 0 {
+            // hnsw_rs cannot dump an empty graph, and an empty index needs no
+            // snapshot: the store (the log, when one was pruned) rebuilds it.
+            return Ok(());
+        }
+        let frozen = self.index.freeze();
+        let watermark = frozen.watermark;
+        let bytes = snapshot::write(&*self.storage, &index_dir, &self.index, frozen, self.db_id)?;
+        self.store.prune_log(watermark)?;
+        self.unsnapshotted.fetch_sub(taken, Ordering::SeqCst);
         info!(
-            "{}: index snapshot written ({bytes} bytes)",
+            "{}: index snapshot written through {watermark} ({bytes} bytes)",
             self.root.display()
         );
         Ok(())
     }
 
-    fn compact(&self, writer: &mut Writer) -> Result<bool> {
-        let (live, dead) = self.index.counts();
-        if dead == 0 || (dead as f32) < self.options.compact_ratio * (live + dead) as f32 {
+    /// Rebuilds the graph without its tombstones when they reach the ratio.
+    /// The caller holds the maintenance lock, so no snapshot prunes the log
+    /// that the catch-up below reads. The new graph is built from a copy,
+    /// changes written meanwhile are replayed into it from the change log,
+    /// and only the last of them, and the swap, hold writes back.
+    fn compact(&self) -> Result<bool> {
+        if !self.compaction_due() {
             return Ok(false);
         }
+        let (live, dead) = self.index.counts();
         info!(
             "{}: compacting the index ({dead} tombstones, {live} live)",
             self.root.display()
         );
-        self.index.replace_with(self.index.compacted());
-        writer.changes_since_snapshot += dead as u64;
+        let compacted = self.index.compacted();
+        replay(&self.store, &compacted, self.store.last_seq()?)?;
+        let writer = self.writer();
+        replay(&self.store, &compacted, writer.last_seq)?;
+        let dead = self.index.counts().1;
+        self.index.replace_with(compacted);
+        drop(writer);
+        self.unsnapshotted.fetch_add(dead as u64, Ordering::SeqCst);
         Ok(true)
     }
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        let mut writer = self.writer();
-        if writer.changes_since_snapshot > 0
-            && let Err(e) = self.checkpoint(&mut writer)
+        if self.unsnapshotted.load(Ordering::SeqCst) > 0
+            && let Err(e) = self.checkpoint()
         {
             warn!(
                 "{}: could not write the index snapshot on close: {e}",
@@ -747,13 +959,13 @@ fn replay(store: &Store, index: &VectorIndex, last_seq: u64) -> Result<usize> {
 
 /// Checks the directory before anything is opened; creates it (and its
 /// marker) when asked. Returns whether a new database was started.
-fn prepare_dir(root: &Path, options: &DbOptions) -> Result<bool> {
-    let marker_exists = root.join(FORMAT_MARKER_FILE).exists();
+fn prepare_dir(storage: &dyn Storage, root: &Path, options: &DbOptions) -> Result<bool> {
+    let marker_exists = storage.exists(&root.join(FORMAT_MARKER_FILE));
     if marker_exists {
         return Ok(false);
     }
-    let empty = match fs::read_dir(root) {
-        Ok(mut entries) => entries.next().is_none(),
+    let empty = match storage.list(root) {
+        Ok(entries) => entries.is_empty(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
         Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => false,
         Err(e) => return Err(Error::io(root)(e)),
@@ -768,16 +980,18 @@ fn prepare_dir(root: &Path, options: &DbOptions) -> Result<bool> {
             path: root.to_path_buf(),
         });
     }
-    fs::create_dir_all(root).map_err(Error::io(root))?;
-    marker::create(root)?;
+    storage.create_dir_all(root).map_err(Error::io(root))?;
+    marker::create(storage, root)?;
     Ok(true)
 }
 
 /// Opens the sled store; a panic inside sled (it asserts on some damaged
 /// files) becomes a corruption error.
-fn open_store(root: &Path) -> Result<Store> {
+fn open_store(root: &Path, storage: Arc<dyn Storage>) -> Result<Store> {
     let dir = root.join(STORE_DIR);
-    match std::panic::catch_unwind(|| Store::open(root, &dir)) {
+    // The storage is only handed over, not used, before sled could panic.
+    let open = std::panic::AssertUnwindSafe(|| Store::open(root, &dir, storage));
+    match std::panic::catch_unwind(open) {
         Ok(store) => store,
         Err(_) => Err(Error::Corrupt {
             path: dir,

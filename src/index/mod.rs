@@ -15,6 +15,13 @@
 //! committed it; the index never reads or writes the store. Searches take a
 //! read lock; writers take the write lock only to append rows or swap in a
 //! refreshed copy, and insert into hnsw_rs without blocking searches.
+//!
+//! The hnsw_rs graph holds rows `0..graph.len()`; rows appended while a
+//! snapshot holds the graph (to dump it) wait in the delta and are inserted
+//! by the next writes, each taking its own rows and as many again, so a
+//! write waits for a snapshot only when the delta grew past twice its
+//! refresh size (a bound on what searches scan exactly, and back-pressure
+//! on a writer faster than the graph).
 
 pub(crate) mod distance;
 pub(crate) mod flat;
@@ -155,6 +162,42 @@ pub(crate) struct VectorIndex {
     pub exact_scan_rows: usize,
     state: RwLock<State>,
     graph: Mutex<GraphSlot>,
+}
+
+/// The index as a snapshot must describe it: see [`VectorIndex::freeze`].
+pub(crate) struct Frozen<'a> {
+    index: &'a VectorIndex,
+    graph: MutexGuard<'a, GraphSlot>,
+    /// The row table as of `watermark`; the graph holds exactly these rows.
+    pub rows: Vec<Row>,
+    /// The store sequence number these rows cover.
+    pub watermark: u64,
+}
+
+/// What dumping a graph returns: hnsw_rs's basename, or its error.
+pub(crate) type DumpResult = std::result::Result<String, Box<dyn std::error::Error + Send + Sync>>;
+
+impl Frozen<'_> {
+    /// Dumps the graph as `basename` into `dir` and copies its links, then
+    /// releases the graph. Returns
+    /// the dump's outcome, the rows and their links.
+    pub fn dump(self, dir: &std::path::Path, basename: &str) -> (DumpResult, Vec<Row>, FlatGraph) {
+        let Frozen {
+            index, graph, rows, ..
+        } = self;
+        let GraphSlot::Ready(ready) = &*graph else {
+            unreachable!("freeze() loads the graph")
+        };
+        let dumped = ready.dump(dir, basename);
+        let flat = ready.flatten(index.params.m);
+        if index.read().flat.len() < flat.len() {
+            index.write().flat = flat.clone();
+        }
+        // The rows written meanwhile are left to the next writes (see
+        // `VectorIndex::apply`): the graph must not stay held while the
+        // thread inserts them, or every write would leave its rows behind.
+        (dumped, rows, flat)
+    }
 }
 
 /// What searches read.
@@ -342,11 +385,27 @@ impl VectorIndex {
     /// The hnsw_rs graph, reloaded from its snapshot on first use. A graph
     /// that does not reload (damaged since the snapshot was opened) is
     /// rebuilt from the rows.
-    pub(crate) fn graph(&self) -> MutexGuard<'_, GraphSlot> {
-        let mut slot = self.graph_slot();
+    fn graph(&self) -> MutexGuard<'_, GraphSlot> {
+        let slot = self.graph_slot();
+        self.ready(slot)
+    }
+
+    /// The graph, if no snapshot or compaction holds it right now.
+    fn try_graph(&self) -> Option<MutexGuard<'_, GraphSlot>> {
+        match self.graph.try_lock() {
+            Ok(slot) => Some(self.ready(slot)),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => {
+                Some(self.ready(poisoned.into_inner()))
+            }
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
+    /// Reloads a stored graph in `slot`.
+    fn ready<'a>(&self, mut slot: MutexGuard<'a, GraphSlot>) -> MutexGuard<'a, GraphSlot> {
         if let GraphSlot::Stored(stored) = &*slot {
-            let rows = self.read().rows.len();
-            let graph = match snapshot::load_graph(stored, rows) {
+            // The snapshot's rows: rows appended since wait for catch_up.
+            let graph = match snapshot::load_graph(stored) {
                 Ok(graph) => graph,
                 Err(reason) => {
                     warn!("rebuilding the HNSW graph from the index's vectors: {reason}");
@@ -368,19 +427,7 @@ impl VectorIndex {
 
     /// Applies committed changes of batch `seq`.
     pub fn apply(&self, changes: &[Change<'_>], seq: u64) {
-        if changes.is_empty() {
-            // Nothing to apply: above all, do not reload the graph for it.
-            let mut state = self.write();
-            state.watermark = state.watermark.max(seq);
-            return;
-        }
-        // First, so that a graph rebuilt while loading cannot already hold
-        // the rows appended below.
-        let graph = self.graph();
-        let GraphSlot::Ready(graph) = &*graph else {
-            unreachable!("graph() loads the graph")
-        };
-        let mut points = Vec::new();
+        let mut added = 0;
         {
             let mut state = self.write();
             for change in changes {
@@ -405,7 +452,7 @@ impl VectorIndex {
                         state.codes.extend_from_slice(&codes);
                         state.scales.push(scale);
                         state.by_id.insert(record.id, row);
-                        points.push((quantize(&record.vector), row));
+                        added += 1;
                     }
                     Change::Remove(id) => {
                         if let Some(&row) = state.by_id.get(id) {
@@ -416,31 +463,85 @@ impl VectorIndex {
             }
             state.watermark = state.watermark.max(seq);
         }
-        if points.is_empty() {
+        if added == 0 {
+            // Above all, do not reload a stored graph for nothing.
             return;
         }
-        // The slow part, without the state lock: searches go on, scanning
-        // the new rows exactly until the copy is refreshed.
-        graph.insert(&points);
+        // While a snapshot holds the graph to dump it, the new rows wait in
+        // the exactly scanned delta; once the delta is twice what a refresh
+        // allows, the write waits for the graph instead. That bounds both
+        // what searches scan and what a snapshot leaves behind, and keeps a
+        // writer from outrunning the graph.
+        let wait = {
+            let state = self.read();
+            state.rows.len() - state.flat.len() > 2 * delta_rows(state.rows.len())
+        };
+        let graph = if wait {
+            self.graph()
+        } else {
+            match self.try_graph() {
+                Some(graph) => graph,
+                None => return,
+            }
+        };
+        let GraphSlot::Ready(graph) = &*graph else {
+            unreachable!("try_graph() loads the graph")
+        };
+        // Its own rows and as many again of a backlog left by a snapshot: the
+        // backlog drains over the next writes instead of stalling one.
+        let limit = graph.len() + 2 * added;
+        self.catch_up(graph, limit);
+    }
+
+    /// Inserts the rows the graph lacks, up to row `limit`, into the graph
+    /// (the slow part, without the state lock: searches go on, scanning the
+    /// new rows exactly), then refreshes the flat copy when the delta grew
+    /// large.
+    fn catch_up(&self, graph: &Graph, limit: usize) {
+        loop {
+            let points: Vec<_> = {
+                let state = self.read();
+                let end = state.rows.len().min(limit).min(graph.len() + 8192);
+                (graph.len()..end)
+                    .map(|row| (quantize(state.vector(row, self.dim)), row))
+                    .collect()
+            };
+            if points.is_empty() {
+                break;
+            }
+            graph.insert(&points);
+        }
         let (rows, covered) = {
             let state = self.read();
-            (state.rows.len(), state.flat.len())
+            (state.rows.len().min(graph.len()), state.flat.len())
         };
-        if rows - covered > DELTA_ROWS.max(rows / 256) {
+        if rows > covered && rows - covered > delta_rows(rows) {
             let flat = graph.flatten(self.params.m);
             self.write().flat = flat;
         }
     }
 
-    /// Refreshes the walkable copy so it covers every row (before a snapshot).
-    pub(crate) fn refresh_flat(&self) {
+    /// A consistent view of the index for a snapshot: its rows as of its
+    /// watermark, with the graph held so that it keeps exactly those rows
+    /// until [`Frozen::dump`] has dumped it. Writes go on meanwhile (their
+    /// rows wait in the delta). Cheap: a copy of the row table.
+    pub(crate) fn freeze(&self) -> Frozen<'_> {
         let graph = self.graph();
-        let GraphSlot::Ready(graph) = &*graph else {
+        let (rows, watermark) = {
+            let state = self.read();
+            (state.rows.clone(), state.watermark)
+        };
+        let GraphSlot::Ready(ready) = &*graph else {
             unreachable!("graph() loads the graph")
         };
-        if self.read().flat.len() < graph.len() {
-            let flat = graph.flatten(self.params.m);
-            self.write().flat = flat;
+        // At most the last batch or two: rows a write appended while the
+        // graph was held by someone else.
+        self.catch_up(ready, rows.len());
+        Frozen {
+            index: self,
+            graph,
+            rows,
+            watermark,
         }
     }
 
@@ -522,6 +623,12 @@ impl VectorIndex {
     pub fn watermark(&self) -> u64 {
         self.read().watermark
     }
+}
+
+/// The delta (rows the flat copy does not cover) at which the flat copy of
+/// an index of `rows` rows is refreshed.
+fn delta_rows(rows: usize) -> usize {
+    DELTA_ROWS.max(rows / 256)
 }
 
 /// A new hnsw_rs graph of `vectors`, rows in order, inserted in parallel.

@@ -16,16 +16,23 @@
 //!
 //! A snapshot is only ever an accelerator: whatever is wrong with one, the
 //! caller rebuilds from the store and says why ([`RebuildReason`]).
+//!
+//! Every file operation goes through the database's [`Storage`] (hnsw_rs
+//! writes its dump itself; the dump is then fsynced and digested through
+//! it), so that tests can fail any step. A snapshot is written from a
+//! [`Frozen`] view while writes go on (see [`VectorIndex::freeze`]).
 
 use std::fmt;
-use std::fs::{self, File};
-use std::io::{BufWriter, Read, Write};
+use std::fs;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::flat::FlatGraph;
 use super::graph::{Graph, LoadError};
-use super::{GraphSlot, IndexParams, Row, RowAttrs, VectorIndex};
+use super::{Frozen, IndexParams, Row, RowAttrs, VectorIndex};
 use crate::error::{Error, Result};
+use crate::fsio::{self, Storage};
 use crate::store::record::{ImageFormat, ImageId, Timestamp};
 
 /// The snapshot format this build writes and reads.
@@ -161,14 +168,14 @@ impl FileDigest {
     /// checks the recorded size and digest: one pass, whatever the size.
     fn read_checked(
         &self,
+        storage: &dyn Storage,
         dir: &Path,
         mut consume: impl FnMut(&[u8]),
     ) -> Result<(), RebuildReason> {
         let path = dir.join(&self.name);
         let unreadable =
             |e: std::io::Error| corrupt(format!("cannot read {}: {e}", path.display()));
-        let mut file = File::open(&path).map_err(unreadable)?;
-        let actual = file.metadata().map_err(unreadable)?.len();
+        let (mut file, actual) = storage.open(&path).map_err(unreadable)?;
         if actual != self.len {
             return Err(corrupt(format!(
                 "{} has {actual} bytes, {} expected",
@@ -196,14 +203,14 @@ impl FileDigest {
     }
 
     /// Checks the file without keeping its bytes.
-    fn verify(&self, dir: &Path) -> Result<(), RebuildReason> {
-        self.read_checked(dir, |_| {})
+    fn verify(&self, storage: &dyn Storage, dir: &Path) -> Result<(), RebuildReason> {
+        self.read_checked(storage, dir, |_| {})
     }
 
     /// The file's bytes, checked.
-    fn read(&self, dir: &Path) -> Result<Vec<u8>, RebuildReason> {
+    fn read(&self, storage: &dyn Storage, dir: &Path) -> Result<Vec<u8>, RebuildReason> {
         let mut bytes = Vec::new();
-        self.read_checked(dir, |block| {
+        self.read_checked(storage, dir, |block| {
             // Only once the file is known to have the recorded length: a
             // damaged header must not make us allocate what it claims.
             if bytes.is_empty() {
@@ -217,15 +224,18 @@ impl FileDigest {
 
 /// An hnsw_rs dump inside a loaded snapshot, not yet reloaded.
 pub(crate) struct StoredGraph {
+    storage: Arc<dyn Storage>,
     dir: PathBuf,
+    /// The points it holds: the snapshot's rows.
+    rows: usize,
     basename: String,
     files: Vec<FileDigest>,
 }
 
-/// Verifies and reloads a stored graph, which must have `rows` points.
-pub(crate) fn load_graph(stored: &StoredGraph, rows: usize) -> Result<Graph, RebuildReason> {
+/// Verifies and reloads a stored graph, which must have its snapshot's rows.
+pub(crate) fn load_graph(stored: &StoredGraph) -> Result<Graph, RebuildReason> {
     for file in &stored.files {
-        file.verify(&stored.dir)?;
+        file.verify(&*stored.storage, &stored.dir)?;
     }
     let graph = Graph::load(&stored.dir, &stored.basename).map_err(|e| match e {
         LoadError::Failed(problem) => {
@@ -233,7 +243,7 @@ pub(crate) fn load_graph(stored: &StoredGraph, rows: usize) -> Result<Graph, Reb
         }
         LoadError::Panicked => corrupt("hnsw_rs panicked reloading the graph"),
     })?;
-    if graph.len() != rows {
+    if graph.len() != stored.rows {
         return Err(corrupt(
             "the graph's point count does not match the row table",
         ));
@@ -394,10 +404,13 @@ pub(crate) fn decode_header(bytes: &[u8]) -> Result<(), RebuildReason> {
     Header::decode(bytes).map(|_| ())
 }
 
-/// Writes `bytes` to `path` and fsyncs it; returns its digest.
-fn write_synced(path: &Path, chunks: impl IntoIterator<Item = Vec<u8>>) -> Result<FileDigest> {
-    let file = File::create(path).map_err(Error::io(path))?;
-    let mut out = BufWriter::with_capacity(1 << 20, file);
+/// Writes `chunks` to a new file at `path` and fsyncs it; returns its digest.
+fn write_synced(
+    storage: &dyn Storage,
+    path: &Path,
+    chunks: impl IntoIterator<Item = Vec<u8>>,
+) -> Result<FileDigest> {
+    let mut out = storage.create(path).map_err(Error::io(path))?;
     let mut hasher = blake3::Hasher::new();
     let mut len = 0u64;
     for chunk in chunks {
@@ -405,10 +418,7 @@ fn write_synced(path: &Path, chunks: impl IntoIterator<Item = Vec<u8>>) -> Resul
         len += chunk.len() as u64;
         out.write_all(&chunk).map_err(Error::io(path))?;
     }
-    let file = out
-        .into_inner()
-        .map_err(|e| Error::io(path)(e.into_error()))?;
-    file.sync_all().map_err(Error::io(path))?;
+    out.sync().map_err(Error::io(path))?;
     Ok(FileDigest {
         name: file_name(path),
         len,
@@ -416,15 +426,15 @@ fn write_synced(path: &Path, chunks: impl IntoIterator<Item = Vec<u8>>) -> Resul
     })
 }
 
-/// Digests a file hnsw_rs wrote, and fsyncs it.
-fn digest_written(path: &Path) -> Result<FileDigest> {
-    let file = File::open(path).map_err(Error::io(path))?;
-    file.sync_all().map_err(Error::io(path))?;
+/// Fsyncs a file hnsw_rs wrote, and digests it.
+fn digest_written(storage: &dyn Storage, path: &Path) -> Result<FileDigest> {
+    storage.sync_file(path).map_err(Error::io(path))?;
+    let (file, len) = storage.open(path).map_err(Error::io(path))?;
     let mut hasher = blake3::Hasher::new();
-    hasher.update_reader(&file).map_err(Error::io(path))?;
+    hasher.update_reader(file).map_err(Error::io(path))?;
     Ok(FileDigest {
         name: file_name(path),
-        len: file.metadata().map_err(Error::io(path))?.len(),
+        len,
         blake3: *hasher.finalize().as_bytes(),
     })
 }
@@ -436,113 +446,124 @@ fn file_name(path: &Path) -> String {
         .into_owned()
 }
 
-fn sync_dir(path: &Path) -> Result<()> {
-    File::open(path)
-        .and_then(|d| d.sync_all())
-        .map_err(Error::io(path))
-}
-
-/// Writes a snapshot of `index` into `index_dir` and removes older ones.
-/// The caller must hold the database's writer lock, so that no change is
-/// applied while the snapshot is taken. Returns the snapshot's size in bytes.
-pub(crate) fn write(index_dir: &Path, index: &VectorIndex, db_id: [u8; 16]) -> Result<u64> {
-    index.refresh_flat();
-    let graph = index.graph();
-    let GraphSlot::Ready(graph) = &*graph else {
-        unreachable!("graph() loads the graph")
-    };
-    let state = index.read();
-    fs::create_dir_all(index_dir).map_err(Error::io(index_dir))?;
+/// Writes a snapshot of `frozen` (a view of `index`) into `index_dir` and
+/// removes older ones. Writes to the index go on meanwhile: `frozen` holds
+/// the hnsw_rs graph still only while it is dumped, and the vectors of its
+/// rows never change. Returns the snapshot's size in bytes.
+pub(crate) fn write(
+    storage: &dyn Storage,
+    index_dir: &Path,
+    index: &VectorIndex,
+    frozen: Frozen<'_>,
+    db_id: [u8; 16],
+) -> Result<u64> {
+    let watermark = frozen.watermark;
+    storage
+        .create_dir_all(index_dir)
+        .map_err(Error::io(index_dir))?;
     let tmp = index_dir.join(format!(
-        "{TMP_PREFIX}{:016x}-{}",
-        state.watermark,
+        "{TMP_PREFIX}{watermark:016x}-{}",
         std::process::id()
     ));
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp).map_err(Error::io(&tmp))?;
+    if storage.exists(&tmp) {
+        storage.remove_dir_all(&tmp).map_err(Error::io(&tmp))?;
     }
-    fs::create_dir(&tmp).map_err(Error::io(&tmp))?;
+    storage.create_dir_all(&tmp).map_err(Error::io(&tmp))?;
 
-    let basename = graph
-        .dump(&tmp, GRAPH_BASENAME)
-        .map_err(|source| Error::IndexDump {
-            path: tmp.clone(),
-            source,
-        })?;
+    let (basename, rows, flat) = frozen.dump(&tmp, GRAPH_BASENAME);
+    let basename = basename.map_err(|source| Error::IndexDump {
+        path: tmp.clone(),
+        source,
+    })?;
     let mut files = vec![
-        digest_written(&tmp.join(format!("{basename}.hnsw.graph")))?,
-        digest_written(&tmp.join(format!("{basename}.hnsw.data")))?,
+        digest_written(storage, &tmp.join(format!("{basename}.hnsw.graph")))?,
+        digest_written(storage, &tmp.join(format!("{basename}.hnsw.data")))?,
     ];
-    let row_chunks = state.rows.chunks(16384).map(|rows| {
+    let row_chunks = rows.chunks(16384).map(|rows| {
         let mut out = Vec::with_capacity(rows.len() * ROW_BYTES);
         rows.iter().for_each(|row| encode_row(row, &mut out));
         out
     });
-    files.push(write_synced(&tmp.join(ROWS_FILE), row_chunks)?);
-    let vector_chunks = state.vectors.chunks(1 << 18).map(|chunk| {
-        chunk
+    files.push(write_synced(storage, &tmp.join(ROWS_FILE), row_chunks)?);
+    // The frozen rows' vectors are read a block at a time, each under a
+    // short read lock, so searches and writes are never held up for long.
+    let dim = index.dim();
+    let block = (1 << 18) / dim.max(1);
+    let vector_chunks = (0..rows.len()).step_by(block.max(1)).map(|start| {
+        let end = (start + block.max(1)).min(rows.len());
+        let state = index.read();
+        state.vectors[start * dim..end * dim]
             .iter()
             .flat_map(|x| x.to_le_bytes())
             .collect::<Vec<u8>>()
     });
-    files.push(write_synced(&tmp.join(VECTORS_FILE), vector_chunks)?);
-    files.push(write_synced(&tmp.join(FLAT_FILE), [state.flat.encode()])?);
+    files.push(write_synced(
+        storage,
+        &tmp.join(VECTORS_FILE),
+        vector_chunks,
+    )?);
+    files.push(write_synced(
+        storage,
+        &tmp.join(FLAT_FILE),
+        [flat.encode()],
+    )?);
 
     let params = index.params();
     let header = Header {
         version: SNAPSHOT_FORMAT_VERSION,
         db_id,
-        dim: index.dim() as u32,
+        dim: dim as u32,
         m: params.m as u32,
         ef_construction: params.ef_construction as u32,
-        watermark: state.watermark,
-        rows: state.rows.len() as u64,
+        watermark,
+        rows: rows.len() as u64,
         graph_basename: basename,
         files,
     };
     let total: u64 = header.files.iter().map(|f| f.len).sum();
-    write_synced(&tmp.join(HEADER_FILE), [header.encode()])?;
-    sync_dir(&tmp)?;
+    write_synced(storage, &tmp.join(HEADER_FILE), [header.encode()])?;
+    storage.sync_dir(&tmp).map_err(Error::io(&tmp))?;
 
-    let target = index_dir.join(format!("{DIR_PREFIX}{:016x}", state.watermark));
-    if target.exists() {
-        fs::remove_dir_all(&target).map_err(Error::io(&target))?;
+    let target = index_dir.join(format!("{DIR_PREFIX}{watermark:016x}"));
+    if storage.exists(&target) {
+        storage
+            .remove_dir_all(&target)
+            .map_err(Error::io(&target))?;
     }
-    fs::rename(&tmp, &target).map_err(Error::io(&target))?;
-    sync_dir(index_dir)?;
-    remove_others(index_dir, &target)?;
+    storage.rename(&tmp, &target).map_err(Error::io(&target))?;
+    storage.sync_dir(index_dir).map_err(Error::io(index_dir))?;
+    remove_others(storage, index_dir, &target)?;
     Ok(total)
 }
 
 /// Removes every snapshot and temporary directory except `keep`.
-fn remove_others(index_dir: &Path, keep: &Path) -> Result<()> {
-    for entry in fs::read_dir(index_dir).map_err(Error::io(index_dir))? {
-        let path = entry.map_err(Error::io(index_dir))?.path();
+fn remove_others(storage: &dyn Storage, index_dir: &Path, keep: &Path) -> Result<()> {
+    for path in storage.list(index_dir).map_err(Error::io(index_dir))? {
         let name = file_name(&path);
         if path != keep && (name.starts_with(DIR_PREFIX) || name.starts_with(TMP_PREFIX)) {
-            fs::remove_dir_all(&path).map_err(Error::io(&path))?;
+            storage.remove_dir_all(&path).map_err(Error::io(&path))?;
         }
     }
     Ok(())
 }
 
 /// The newest snapshot directory, if any.
-fn newest(index_dir: &Path) -> Option<PathBuf> {
-    let entries = fs::read_dir(index_dir).ok()?;
+fn newest(storage: &dyn Storage, index_dir: &Path) -> Option<PathBuf> {
+    let entries = storage.list(index_dir).ok()?;
     entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
+        .into_iter()
+        .filter_map(|path| {
+            let name = file_name(&path);
             let watermark = u64::from_str_radix(name.strip_prefix(DIR_PREFIX)?, 16).ok()?;
-            Some((watermark, e.path()))
+            Some((watermark, path))
         })
         .max_by_key(|(watermark, _)| *watermark)
         .map(|(_, path)| path)
 }
 
 /// Size in bytes of the current snapshot.
-pub(crate) fn size_on_disk(index_dir: &Path) -> u64 {
-    newest(index_dir)
+pub(crate) fn size_on_disk(storage: &dyn Storage, index_dir: &Path) -> u64 {
+    newest(storage, index_dir)
         .and_then(|dir| fs::read_dir(dir).ok())
         .map(|entries| {
             entries
@@ -556,11 +577,16 @@ pub(crate) fn size_on_disk(index_dir: &Path) -> u64 {
 /// Loads the newest snapshot in `index_dir`, after checking that it belongs
 /// to this database, matches its parameters, covers no more than the store
 /// holds and no less than its change log can replay, and that every file has its recorded size and digest.
-pub(crate) fn load(index_dir: &Path, identity: &Identity) -> Result<VectorIndex, RebuildReason> {
-    let dir = newest(index_dir).ok_or(RebuildReason::NoSnapshot)?;
+pub(crate) fn load(
+    storage: &Arc<dyn Storage>,
+    index_dir: &Path,
+    identity: &Identity,
+) -> Result<VectorIndex, RebuildReason> {
+    let dir = newest(&**storage, index_dir).ok_or(RebuildReason::NoSnapshot)?;
     let read = |name: &str| {
         let path = dir.join(name);
-        fs::read(&path).map_err(|e| corrupt(format!("cannot read {}: {e}", path.display())))
+        fsio::read(&**storage, &path)
+            .map_err(|e| corrupt(format!("cannot read {}: {e}", path.display())))
     };
     let header = Header::decode(&read(HEADER_FILE)?)?;
     if header.db_id != identity.db_id {
@@ -592,7 +618,7 @@ pub(crate) fn load(index_dir: &Path, identity: &Identity) -> Result<VectorIndex,
             .ok_or_else(|| corrupt(format!("the header lists no {name}")))
     };
     let dim = identity.dim;
-    let rows_bytes = digest(ROWS_FILE)?.read(&dir)?;
+    let rows_bytes = digest(ROWS_FILE)?.read(&**storage, &dir)?;
     if Some(rows_bytes.len() as u64) != header.rows.checked_mul(ROW_BYTES as u64) {
         return Err(corrupt("the row table's length does not match the header"));
     }
@@ -609,7 +635,7 @@ pub(crate) fn load(index_dir: &Path, identity: &Identity) -> Result<VectorIndex,
     // Straight into f32: the bytes are never held twice. Reserved once the
     // file's length is known to match, as in `FileDigest::read`.
     let mut vectors: Vec<f32> = Vec::new();
-    vectors_digest.read_checked(&dir, |block| {
+    vectors_digest.read_checked(&**storage, &dir, |block| {
         if vectors.is_empty() {
             vectors.reserve_exact(header.rows as usize * dim);
         }
@@ -619,13 +645,15 @@ pub(crate) fn load(index_dir: &Path, identity: &Identity) -> Result<VectorIndex,
                 .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))),
         );
     })?;
-    let flat = FlatGraph::decode(&digest(FLAT_FILE)?.read(&dir)?)
+    let flat = FlatGraph::decode(&digest(FLAT_FILE)?.read(&**storage, &dir)?)
         .ok_or_else(|| corrupt("the graph links are malformed"))?;
     if flat.len() != rows.len() || flat.m != identity.params.m {
         return Err(corrupt("the graph links do not match the row table"));
     }
     let graph = StoredGraph {
+        storage: storage.clone(),
         dir,
+        rows: rows.len(),
         basename: header.graph_basename,
         files: header
             .files

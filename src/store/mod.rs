@@ -18,6 +18,7 @@ use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::error::{Error, ErrorKind, FailureReason, Result};
+use crate::fsio::{CommitStage, Storage};
 use crate::space::EmbeddingSpace;
 use codec::{decode, encode, hash_key, id_from_bytes, id_key, log_key, split_log_key, tag_key};
 use record::{ContentHash, ImageId, ImageRecord, Timestamp, path_to_bytes};
@@ -139,12 +140,14 @@ pub(crate) struct Store {
     tags: sled::Tree,
     log: sled::Tree,
     failures: sled::Tree,
+    /// Asked around each commit, so that tests can fail one.
+    storage: std::sync::Arc<dyn Storage>,
 }
 
 impl Store {
     /// Opens (or creates) the sled store in `dir`. The caller holds the
     /// database lock, so sled's own lock cannot conflict.
-    pub fn open(root: &Path, dir: &Path) -> Result<Store> {
+    pub fn open(root: &Path, dir: &Path, storage: std::sync::Arc<dyn Storage>) -> Result<Store> {
         let store_err = |source| Error::Store {
             path: root.to_path_buf(),
             source,
@@ -167,6 +170,7 @@ impl Store {
             log: tree("log")?,
             failures: tree("failures")?,
             db,
+            storage,
         })
     }
 
@@ -485,6 +489,7 @@ impl Store {
     /// key they imply and a change-log entry per record, in one transaction,
     /// then flushes so that the batch is durable when this returns.
     pub fn commit(&self, seq: u64, batch: &Batch) -> Result<()> {
+        self.check_commit(CommitStage::Before)?;
         let mut ops = KeyOps::default();
         for (old, new) in &batch.puts {
             ops.put_record(old.as_ref(), new)?;
@@ -550,6 +555,7 @@ impl Store {
                 Ok::<_, ConflictableTransactionError<()>>(())
             })
             .map_err(|e| self.tx_err(e))?;
+        self.check_commit(CommitStage::Applied)?;
         self.flush()
     }
 
@@ -580,6 +586,15 @@ impl Store {
             .map_err(|e| self.tx_err(e))?;
         self.flush()?;
         Ok(rewritten.len())
+    }
+
+    fn check_commit(&self, stage: CommitStage) -> Result<()> {
+        self.storage
+            .check_commit(stage)
+            .map_err(|source| Error::Io {
+                path: self.root.join("store"),
+                source,
+            })
     }
 
     /// Bytes the store occupies on disk.

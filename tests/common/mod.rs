@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: seeded vectors and images.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod storage;
+
 use std::path::PathBuf;
 
 use imgdb::{ContentHash, EmbeddingSpace, ImageFormat, NewImage, Timestamp};
