@@ -32,7 +32,8 @@ use crate::db::{Db, NewImage, WriteBatch, WriteOp};
 use crate::error::{Error, ExchangeError, ExchangeProblem, Result};
 use crate::model::Encoder;
 use crate::space::{EmbeddingSpace, Fingerprint};
-use crate::store::record::{ContentHash, ImageFormat, ImageRecord, Tag, Timestamp};
+use crate::store::record::{ImageRecord, Tag};
+use crate::types::{ContentHash, ImageFormat, Timestamp};
 
 /// The manifest's format version.
 const EXPORT_FORMAT_VERSION: u32 = 1;

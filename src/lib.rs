@@ -62,6 +62,7 @@ mod vector;
 mod zeroshot;
 
 pub use cancel::CancelToken;
+pub use db::marker::{FORMAT_MARKER_FILE, FORMAT_OLDEST_SUPPORTED_VERSION, FORMAT_VERSION};
 pub use db::{
     Db, DbOptions, Hit, IndexOrigin, NewImage, Problem, SearchOptions, Stats, VerifyReport,
     WriteBatch, WriteOp,
@@ -89,13 +90,3 @@ pub use store::Failure;
 pub use store::record::{FileEntry, ImageRecord, Tag};
 pub use types::{ContentHash, ImageFormat, ImageId, Timestamp};
 pub use zeroshot::{TagOptions, ZeroShot};
-
-/// The database format version this build writes (the store layout of
-/// `schema/store.md`). A change to any persisted layout bumps it.
-pub const FORMAT_VERSION: u32 = 1;
-
-/// The oldest database format version this build still opens.
-pub const FORMAT_OLDEST_SUPPORTED_VERSION: u32 = 1;
-
-/// The file that marks a directory as an imgdb database.
-pub const FORMAT_MARKER_FILE: &str = "imgdb.format";

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::model::{Prepared, Preprocessor};
-use crate::store::record::ContentHash;
+use crate::types::ContentHash;
 
 /// An image file read into memory and hashed, not yet decoded.
 pub(crate) struct ImageFile {

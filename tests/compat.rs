@@ -91,4 +91,19 @@ fn format_1_opens_migrated_and_answers() {
     let again = Db::open(&path).unwrap();
     assert_eq!(again.stats().unwrap().format_version, FORMAT_VERSION);
     assert_eq!(again.failures().unwrap(), failures);
+    drop(again);
+
+    // A crash after the store's migration but before the marker's rewrite
+    // (the marker still says 1): the next open finishes it.
+    let marker = root().join("fixtures/databases/v1/imgdb.format");
+    std::fs::copy(&marker, path.join("imgdb.format")).unwrap();
+    let finished = Db::open(&path).unwrap();
+    assert_eq!(finished.stats().unwrap().format_version, FORMAT_VERSION);
+    assert_eq!(finished.failures().unwrap(), failures);
+    drop(finished);
+    assert_ne!(
+        std::fs::read(path.join("imgdb.format")).unwrap(),
+        std::fs::read(&marker).unwrap(),
+        "the marker was rewritten"
+    );
 }

@@ -17,7 +17,18 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::fsio::{self, Storage};
-use crate::{FORMAT_MARKER_FILE, FORMAT_OLDEST_SUPPORTED_VERSION, FORMAT_VERSION};
+
+/// The database format version this build writes (the store layout of
+/// `schema/store.md`; its "Version history" says what each version changed).
+/// A change to any persisted layout of the store bumps it, with a migration
+/// in `migrate.rs` and a frozen database in `fixtures/databases/`.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest database format version this build opens (and migrates).
+pub const FORMAT_OLDEST_SUPPORTED_VERSION: u32 = 1;
+
+/// The file that marks a directory as an imgdb database.
+pub const FORMAT_MARKER_FILE: &str = "imgdb.format";
 
 const MAGIC: [u8; 8] = *b"\x89IMGDB\r\n";
 const LOCK_FILE: &str = "lock";
@@ -25,19 +36,28 @@ const LOCK_FILE: &str = "lock";
 /// Writes the marker of a new database into `root`, durably. On failure
 /// nothing is left behind, so that a retry finds the directory as it was.
 pub(crate) fn create(storage: &dyn Storage, root: &Path) -> Result<()> {
+    let written = write(storage, root, FORMAT_VERSION);
+    if written.is_err() {
+        // Best effort: the error to report is the first one.
+        let _ = storage.remove_file(&root.join(FORMAT_MARKER_FILE));
+    }
+    written
+}
+
+/// Replaces the marker of `root` with one of `version`, atomically (written
+/// aside, synced, renamed, directory synced).
+pub(crate) fn write(storage: &dyn Storage, root: &Path, version: u32) -> Result<()> {
     let path = root.join(FORMAT_MARKER_FILE);
     let tmp = root.join(format!("{FORMAT_MARKER_FILE}.tmp"));
     let mut bytes = MAGIC.to_vec();
-    bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    bytes.extend_from_slice(&version.to_le_bytes());
     bytes.extend_from_slice(&crc32fast::hash(&bytes).to_le_bytes());
     let written = fsio::write_synced(storage, &tmp, &bytes)
         .map_err(Error::io(&tmp))
         .and_then(|()| storage.rename(&tmp, &path).map_err(Error::io(&path)))
         .and_then(|()| storage.sync_dir(root).map_err(Error::io(root)));
     if written.is_err() {
-        // Best effort: the error to report is the first one.
         let _ = storage.remove_file(&tmp);
-        let _ = storage.remove_file(&path);
     }
     written
 }

@@ -22,7 +22,8 @@
 //! [`Inner::compact`]). Dropping the last handle waits for the thread, then
 //! writes a final snapshot.
 
-mod marker;
+pub(crate) mod marker;
+mod migrate;
 mod swap;
 mod verify;
 mod write;
@@ -48,7 +49,7 @@ use crate::index::{Change, IndexParams, RowAttrs, VectorIndex};
 use crate::space::EmbeddingSpace;
 use crate::store::record::{ContentHash, ImageId, ImageRecord, Timestamp, path_to_bytes};
 use crate::store::{Batch, Failure, Store, StoredIndexParams};
-use crate::{FORMAT_MARKER_FILE, FORMAT_VERSION};
+use marker::{FORMAT_MARKER_FILE, FORMAT_VERSION};
 
 const STORE_DIR: &str = "store";
 const INDEX_DIR: &str = "index";
@@ -663,7 +664,7 @@ impl Inner {
         swap::finish_interrupted(root)?;
         let storage = options.storage.0.clone();
         let created = prepare_dir(&*storage, root, &options)?;
-        let format_version = marker::check(&*storage, root)?;
+        let marker_version = marker::check(&*storage, root)?;
         let lock = marker::lock(root)?;
         let store = open_store(root, storage.clone())?;
         let space = match (store.space()?, &options.space) {
@@ -685,13 +686,7 @@ impl Inner {
                 });
             }
         };
-        if store.format_version()? != Some(format_version) {
-            return Err(Error::Corrupt {
-                path: root.to_path_buf(),
-                what: "database",
-                problem: "the store's format version differs from the format marker's",
-            });
-        }
+        let format_version = migrate::upgrade(&*storage, root, &store, marker_version)?;
         if let Some(expected) = &options.space
             && *expected != space
         {

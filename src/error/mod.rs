@@ -36,10 +36,7 @@ pub enum Error {
     },
 
     /// The path exists but is not an imgdb database (no format marker).
-    #[error(
-        "{path} is not an imgdb database: it is not empty and has no `{marker}` file",
-        marker = crate::FORMAT_MARKER_FILE
-    )]
+    #[error("{path} is not an imgdb database: it is not empty and has no format marker")]
     NotADatabase {
         /// The directory that was opened.
         path: PathBuf,

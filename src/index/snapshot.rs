@@ -33,7 +33,7 @@ use super::graph::{Graph, LoadError};
 use super::{Frozen, IndexParams, Row, RowAttrs, VectorIndex};
 use crate::error::{Error, Result};
 use crate::fsio::{self, Storage};
-use crate::store::record::{ImageFormat, ImageId, Timestamp};
+use crate::types::{ImageFormat, ImageId, Timestamp};
 
 /// The snapshot format this build writes and reads.
 pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
@@ -359,11 +359,7 @@ fn encode_row(row: &Row, out: &mut Vec<u8>) {
     out.extend_from_slice(&row.id.0.to_le_bytes());
     out.extend_from_slice(&row.vector_seq.to_le_bytes());
     out.push(u8::from(row.alive));
-    let format = ImageFormat::ALL
-        .iter()
-        .position(|f| *f == row.attrs.format)
-        .expect("listed");
-    out.push(format as u8);
+    out.push(row.attrs.format.code());
     out.extend_from_slice(&row.attrs.width.to_le_bytes());
     out.extend_from_slice(&row.attrs.height.to_le_bytes());
     out.extend_from_slice(&row.attrs.byte_size.to_le_bytes());
@@ -380,8 +376,7 @@ fn decode_row(bytes: &[u8]) -> Result<Row, RebuildReason> {
         1 => true,
         _ => return Err(corrupt("a row's alive flag is not 0 or 1")),
     };
-    let format = *ImageFormat::ALL
-        .get(r.array::<1>()?[0] as usize)
+    let format = ImageFormat::from_code(r.array::<1>()?[0])
         .ok_or_else(|| corrupt("a row's format code is unknown"))?;
     Ok(Row {
         id,

@@ -33,7 +33,7 @@ use crate::cancel::CancelToken;
 use crate::db::Db;
 use crate::error::{FailureReason, Result};
 use crate::model::Encoder;
-use crate::store::record::ImageId;
+use crate::types::ImageId;
 
 impl Db {
     /// Brings the database up to date with `roots` (folders or files):

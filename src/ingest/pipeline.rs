@@ -17,7 +17,8 @@ use crate::error::{Error, FailureReason, Result};
 use crate::model::{Encoder, Prepared, Preprocessor, has_image_extension};
 use crate::prepare::ImageFile;
 use crate::store::Failure;
-use crate::store::record::{ContentHash, ImageId, ImageRecord, Timestamp};
+use crate::store::record::ImageRecord;
+use crate::types::{ContentHash, ImageId, Timestamp};
 
 /// An image file to settle.
 struct Job {

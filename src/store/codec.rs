@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::store::record::{ContentHash, ImageId};
+use crate::types::{ContentHash, ImageId};
 
 /// The largest value the store encodes or decodes (a 512-d record is ~2.2 KB).
 pub(crate) const VALUE_SIZE_LIMIT: usize = 16 << 20;
@@ -113,7 +113,8 @@ mod tests {
     use std::path::PathBuf;
 
     use super::*;
-    use crate::store::record::{FileEntry, ImageFormat, ImageRecord, Tag, Timestamp};
+    use crate::store::record::{FileEntry, ImageRecord, Tag};
+    use crate::types::{ImageFormat, Timestamp};
 
     fn record() -> ImageRecord {
         ImageRecord {

@@ -20,8 +20,9 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use crate::error::{Error, ErrorKind, FailureReason, Result};
 use crate::fsio::{CommitStage, Storage};
 use crate::space::EmbeddingSpace;
+use crate::types::{ContentHash, ImageId, Timestamp};
 use codec::{decode, encode, hash_key, id_from_bytes, id_key, log_key, split_log_key, tag_key};
-use record::{ContentHash, ImageId, ImageRecord, Timestamp, path_to_bytes};
+use record::{ImageRecord, path_to_bytes};
 
 /// Keys of the `meta` tree.
 mod meta_key {

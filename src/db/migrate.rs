@@ -1,0 +1,55 @@
+//! Opening a database of an older format: each step rewrites what changed
+//! between two versions (`schema/store.md`, "Version history"), then the
+//! format marker is rewritten.
+//!
+//! The store records its own format version inside the same transaction
+//! that rewrites the data, so it is the truth: a crash before the marker is
+//! rewritten leaves a store of the new version under an old marker, which
+//! the next open recognises and finishes.
+
+use std::path::Path;
+
+use tracing::info;
+
+use super::marker::{self, FORMAT_VERSION};
+use crate::error::{Error, Result};
+use crate::fsio::Storage;
+use crate::store::Store;
+
+/// Brings the database at `root` (marker version `marker_version`) to
+/// [`FORMAT_VERSION`]; returns the version it is at.
+pub(crate) fn upgrade(
+    storage: &dyn Storage,
+    root: &Path,
+    store: &Store,
+    marker_version: u32,
+) -> Result<u32> {
+    let stored = store.format_version()?;
+    let mismatch = || Error::Corrupt {
+        path: root.to_path_buf(),
+        what: "database",
+        problem: "the store's format version differs from the format marker's",
+    };
+    let mut version = match stored {
+        Some(v) if v == marker_version => v,
+        // A migration whose marker rewrite did not happen.
+        Some(v) if v == FORMAT_VERSION && marker_version < v => {
+            marker::write(storage, root, v)?;
+            v
+        }
+        _ => return Err(mismatch()),
+    };
+    if version == 1 {
+        let rewritten = store.migrate_from_v1(2)?;
+        version = 2;
+        info!(
+            "{}: migrated format 1 to 2 ({rewritten} failure records)",
+            root.display()
+        );
+    }
+    debug_assert_eq!(version, FORMAT_VERSION, "a migration step is missing");
+    if version != marker_version {
+        marker::write(storage, root, version)?;
+    }
+    Ok(version)
+}
