@@ -10,8 +10,10 @@ use rayon::prelude::*;
 
 use crate::cancel::CancelToken;
 use crate::db::{Db, WriteBatch, WriteOp};
-use crate::error::{Error, Result};
+use crate::error::{FailureReason, Result};
 use crate::model::Encoder;
+use crate::prepare::ImageFile;
+use crate::store::record::ImageRecord;
 
 /// What a re-index did.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -19,8 +21,9 @@ use crate::model::Encoder;
 pub struct ReindexReport {
     /// Images re-encoded.
     pub reindexed: usize,
-    /// Images left out: no file could be read and decoded (path, reason).
-    pub dropped: Vec<(PathBuf, String)>,
+    /// Images left out: no file could be read and decoded (the last file
+    /// tried, and why).
+    pub dropped: Vec<(PathBuf, FailureReason)>,
     /// Whether it was cancelled: the old database was kept as it was.
     pub cancelled: bool,
 }
@@ -70,28 +73,19 @@ fn reencode(
     report: &mut ReindexReport,
 ) -> Result<()> {
     let total = old.stats()?.images;
-    let records: Vec<_> = old.records().collect::<Result<_>>()?;
-    let preprocessor = encoder.preprocessor();
-    for chunk in records.chunks(encoder.batch_size()) {
-        if cancel.is_cancelled() {
-            return Ok(());
+    // Streamed a batch at a time: memory does not grow with the database.
+    let mut records = old.records();
+    loop {
+        let chunk: Vec<ImageRecord> = records
+            .by_ref()
+            .take(encoder.batch_size())
+            .collect::<Result<_>>()?;
+        if chunk.is_empty() || cancel.is_cancelled() {
+            break;
         }
-        // The first file of each image that still reads and decodes.
-        let prepared: Vec<std::result::Result<Vec<f32>, (PathBuf, String)>> = chunk
+        let prepared: Vec<std::result::Result<Vec<f32>, (PathBuf, FailureReason)>> = chunk
             .par_iter()
-            .map(|record| {
-                let mut last = (record.path().to_path_buf(), String::from("no file"));
-                for file in &record.files {
-                    match std::fs::read(&file.path)
-                        .map_err(Error::io(&file.path))
-                        .and_then(|bytes| preprocessor.prepare(&bytes, &file.path))
-                    {
-                        Ok(prepared) => return Ok(prepared.pixels),
-                        Err(e) => last = (file.path.clone(), e.to_string()),
-                    }
-                }
-                Err(last)
-            })
+            .map(|record| prepare_first_readable(record, encoder))
             .collect();
         let ok: Vec<&Vec<f32>> = prepared.iter().filter_map(|p| p.as_ref().ok()).collect();
         let pixels: Vec<f32> = ok.iter().flat_map(|p| p.iter().copied()).collect();
@@ -111,6 +105,9 @@ fn reencode(
         new.write(encoder.space(), batch)?;
         progress(report.reindexed + report.dropped.len(), total);
     }
+    if cancel.is_cancelled() {
+        return Ok(());
+    }
     let failures = old.failures()?;
     new.write(
         encoder.space(),
@@ -121,4 +118,20 @@ fn reencode(
             .into(),
     )?;
     Ok(())
+}
+
+/// The model input of the first of the record's files that still reads and
+/// decodes, or the last file's failure.
+fn prepare_first_readable(
+    record: &ImageRecord,
+    encoder: &Encoder,
+) -> std::result::Result<Vec<f32>, (PathBuf, FailureReason)> {
+    let mut last = None;
+    for file in &record.files {
+        match ImageFile::read(&file.path).and_then(|image| image.prepare(encoder.preprocessor())) {
+            Ok(prepared) => return Ok(prepared.pixels),
+            Err(e) => last = Some((file.path.clone(), FailureReason::of(&e))),
+        }
+    }
+    Err(last.expect("a record has at least one file"))
 }
