@@ -76,7 +76,7 @@ pub use exchange::{ExportOptions, ExportReport};
 pub use filter::Filter;
 pub use fsio::{CommitStage, LocalStorage, Storage, StorageFile};
 pub use index::IndexParams;
-pub use index::snapshot::{RebuildReason, SNAPSHOT_FORMAT_VERSION};
+pub use index::snapshot::{RebuildReason, SNAPSHOT_FORMAT_VERSION, SnapshotProblem};
 pub use model::{
     DecodeLimits, Decoded, Device, Encoder, EncoderOptions, IMAGE_EXTENSIONS, Layout, ModelFolder,
     ONNXRUNTIME_LIBRARY, ONNXRUNTIME_VERSION, Optimization, Prepared, PreprocessConfig,

@@ -15,7 +15,7 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::Path;
 
-use crate::error::{Error, Result};
+use crate::error::{Corruption, Error, Result};
 use crate::fsio::{self, Storage};
 
 /// The database format version this build writes (the store layout of
@@ -72,13 +72,11 @@ pub(crate) fn check(storage: &dyn Storage, root: &Path) -> Result<u32> {
         problem,
     };
     if bytes.len() != 16 || bytes[..8] != MAGIC {
-        return Err(corrupt(
-            "not an imgdb format marker (wrong length or magic bytes)",
-        ));
+        return Err(corrupt(Corruption::MarkerLayout));
     }
     let crc = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes"));
     if crc != crc32fast::hash(&bytes[..12]) {
-        return Err(corrupt("checksum mismatch"));
+        return Err(corrupt(Corruption::MarkerChecksum));
     }
     let found = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
     if !(FORMAT_OLDEST_SUPPORTED_VERSION..=FORMAT_VERSION).contains(&found) {

@@ -12,7 +12,7 @@ use std::path::Path;
 use tracing::info;
 
 use super::marker::{self, FORMAT_VERSION};
-use crate::error::{Error, Result};
+use crate::error::{Corruption, Error, Result};
 use crate::fsio::Storage;
 use crate::store::Store;
 
@@ -28,7 +28,7 @@ pub(crate) fn upgrade(
     let mismatch = || Error::Corrupt {
         path: root.to_path_buf(),
         what: "database",
-        problem: "the store's format version differs from the format marker's",
+        problem: Corruption::VersionMismatch,
     };
     let mut version = match stored {
         Some(v) if v == marker_version => v,

@@ -41,7 +41,7 @@ use tracing::{info, warn};
 pub use verify::{Problem, VerifyReport};
 pub use write::{NewImage, WriteBatch, WriteOp};
 
-use crate::error::{Error, Result};
+use crate::error::{Corruption, Error, Result};
 use crate::filter::Filter;
 use crate::fsio::{LocalStorage, Storage};
 use crate::index::snapshot::{self, Identity, RebuildReason};
@@ -681,8 +681,7 @@ impl Inner {
                 return Err(Error::Corrupt {
                     path: root.to_path_buf(),
                     what: "database",
-                    problem: "its creation did not complete (no embedding space recorded); \
-                              remove the directory and create it again",
+                    problem: Corruption::CreationIncomplete,
                 });
             }
         };
@@ -699,7 +698,7 @@ impl Inner {
         let stored_params = store.index_params()?.ok_or(Error::Corrupt {
             path: root.to_path_buf(),
             what: "database",
-            problem: "no index parameters recorded",
+            problem: Corruption::NoIndexParams,
         })?;
         let params = IndexParams {
             m: stored_params.m as usize,
@@ -710,7 +709,7 @@ impl Inner {
         let db_id = store.db_id()?.ok_or(Error::Corrupt {
             path: root.to_path_buf(),
             what: "database",
-            problem: "no database id recorded",
+            problem: Corruption::NoDatabaseId,
         })?;
         let writer = Writer {
             next_id: store.next_id()?,
@@ -991,7 +990,7 @@ fn open_store(root: &Path, storage: Arc<dyn Storage>) -> Result<Store> {
         Err(_) => Err(Error::Corrupt {
             path: dir,
             what: "store",
-            problem: "sled panicked while opening it",
+            problem: Corruption::StorePanicked,
         }),
     }
 }

@@ -11,6 +11,7 @@ mod exchange;
 mod hub;
 mod image;
 mod model;
+mod store;
 
 use std::path::PathBuf;
 
@@ -18,6 +19,7 @@ pub use exchange::{ExchangeError, ExchangeProblem};
 pub use hub::HubError;
 pub use image::ImageError;
 pub use model::{ModelError, ModelProblem, SearchedPlace, SearchedPlaces, TensorRole, TowerKind};
+pub use store::{Corruption, SnapshotError, StoreError};
 
 use crate::space::EmbeddingSpace;
 
@@ -108,58 +110,25 @@ pub enum Error {
         expected: &'static str,
     },
 
-    /// A persisted file or value does not have the layout it must have.
+    /// The database directory is damaged (its marker or what the store
+    /// records about the database).
     #[error("{path}: corrupt {what}: {problem}")]
     Corrupt {
-        /// The file (or database) holding the value.
+        /// The file or database concerned.
         path: PathBuf,
         /// Which persisted thing is corrupt.
         what: &'static str,
         /// What was wrong with it.
-        problem: &'static str,
+        problem: Corruption,
     },
 
-    /// A persisted value failed to decode.
-    #[error("{path}: corrupt {what}")]
-    Decode {
-        /// The database holding the value.
-        path: PathBuf,
-        /// Which persisted thing is corrupt.
-        what: &'static str,
-        /// The decoder's error.
-        #[source]
-        source: bincode::error::DecodeError,
-    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 
-    /// A value failed to encode (a value larger than the size limit).
-    #[error("cannot encode {what}")]
-    Encode {
-        /// What was being encoded.
-        what: &'static str,
-        /// The encoder's error.
-        #[source]
-        source: bincode::error::EncodeError,
-    },
-
-    /// The embedded store (sled) failed.
-    #[error("store error in {path}")]
-    Store {
-        /// The database directory.
-        path: PathBuf,
-        /// The store's error.
-        #[source]
-        source: sled::Error,
-    },
-
-    /// The HNSW library failed to write its graph.
-    #[error("cannot write the index snapshot in {path}")]
-    IndexDump {
-        /// The snapshot directory.
-        path: PathBuf,
-        /// The HNSW library's error.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
+    /// An index snapshot could not be written.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
 
     /// A file system operation failed.
     #[error("I/O error on {path}")]
@@ -380,15 +349,11 @@ impl Error {
             | Error::InvalidParameter { .. } => ErrorKind::InvalidInput,
             Error::InUse { .. } => ErrorKind::InUse,
             Error::SpaceMismatch { .. } | Error::ImageExists { .. } => ErrorKind::Conflict,
-            Error::Corrupt { .. } | Error::Decode { .. } => ErrorKind::Corrupt,
+            Error::Corrupt { .. } => ErrorKind::Corrupt,
             Error::UnsupportedFormat { .. } => ErrorKind::Unsupported,
-            Error::Encode { .. } => ErrorKind::TooLarge,
-            Error::Store { source, .. } => match source {
-                sled::Error::Corruption { .. } => ErrorKind::Corrupt,
-                sled::Error::Unsupported(_) => ErrorKind::Unsupported,
-                _ => ErrorKind::Io,
-            },
-            Error::IndexDump { .. } | Error::Io { .. } => ErrorKind::Io,
+            Error::Io { .. } => ErrorKind::Io,
+            Error::Store(e) => e.kind(),
+            Error::Snapshot(e) => e.kind(),
             Error::Model(e) => e.kind(),
             Error::Image { source, .. } => source.kind(),
             Error::Hub(e) => e.kind(),

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use super::flat::FlatGraph;
 use super::graph::{Graph, LoadError};
 use super::{Frozen, IndexParams, Row, RowAttrs, VectorIndex};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SnapshotError};
 use crate::fsio::{self, Storage};
 use crate::types::{ImageFormat, ImageId, Timestamp};
 
@@ -58,7 +58,7 @@ pub enum RebuildReason {
     /// The snapshot is damaged: a checksum, length or layout check failed.
     Corrupt {
         /// What was wrong.
-        problem: String,
+        problem: SnapshotProblem,
     },
     /// The snapshot was written by another snapshot format version.
     UnsupportedVersion {
@@ -122,10 +122,117 @@ impl fmt::Display for RebuildReason {
     }
 }
 
-fn corrupt(problem: impl Into<String>) -> RebuildReason {
-    RebuildReason::Corrupt {
-        problem: problem.into(),
+/// What was wrong with a damaged snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SnapshotProblem {
+    /// A file could not be read (the operating system's message).
+    Unreadable {
+        /// The file.
+        file: PathBuf,
+        /// Why.
+        cause: String,
+    },
+    /// A file's length differs from the header's record of it.
+    WrongLength {
+        /// The file's name.
+        file: String,
+        /// Its length.
+        found: u64,
+        /// The recorded length.
+        expected: u64,
+    },
+    /// A file does not match its recorded checksum.
+    Checksum {
+        /// The file's name.
+        file: String,
+    },
+    /// The header lists no such file.
+    NotListed {
+        /// The file's name.
+        file: &'static str,
+    },
+    /// The header is shorter than its fixed fields.
+    HeaderTooShort,
+    /// The header's magic bytes are missing.
+    HeaderMagic,
+    /// The header does not match its CRC.
+    HeaderChecksum,
+    /// The header ends inside a field.
+    HeaderTruncated,
+    /// Bytes follow the header's last field.
+    HeaderTrailingBytes,
+    /// A file name in the header is not UTF-8.
+    NameNotUtf8,
+    /// A row's alive flag is neither 0 nor 1.
+    AliveFlag,
+    /// A row's image format code is unknown.
+    FormatCode,
+    /// The row table's length is not the header's row count.
+    RowTableLength,
+    /// The vector table's length is not rows × dimension.
+    VectorTableLength,
+    /// The flat graph links do not decode.
+    MalformedLinks,
+    /// The flat graph links do not match the row table.
+    LinksMismatch,
+    /// hnsw_rs cannot reload its dump (its message).
+    GraphReload {
+        /// hnsw_rs's message.
+        cause: String,
+    },
+    /// hnsw_rs panicked reloading its dump.
+    GraphReloadPanicked,
+    /// The graph's point count is not the row table's.
+    GraphPointCount,
+}
+
+impl fmt::Display for SnapshotProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SnapshotProblem::Unreadable { file, cause } => {
+                write!(f, "cannot read {}: {cause}", file.display())
+            }
+            SnapshotProblem::WrongLength {
+                file,
+                found,
+                expected,
+            } => write!(f, "{file} has {found} bytes, {expected} expected"),
+            SnapshotProblem::Checksum { file } => write!(f, "{file} does not match its checksum"),
+            SnapshotProblem::NotListed { file } => write!(f, "the header lists no {file}"),
+            SnapshotProblem::HeaderTooShort => f.write_str("header too short"),
+            SnapshotProblem::HeaderMagic => f.write_str("header magic bytes missing"),
+            SnapshotProblem::HeaderChecksum => f.write_str("header checksum mismatch"),
+            SnapshotProblem::HeaderTruncated => f.write_str("header truncated"),
+            SnapshotProblem::HeaderTrailingBytes => f.write_str("trailing bytes in the header"),
+            SnapshotProblem::NameNotUtf8 => f.write_str("a name is not UTF-8"),
+            SnapshotProblem::AliveFlag => f.write_str("a row's alive flag is not 0 or 1"),
+            SnapshotProblem::FormatCode => f.write_str("a row's format code is unknown"),
+            SnapshotProblem::RowTableLength => {
+                f.write_str("the row table's length does not match the header")
+            }
+            SnapshotProblem::VectorTableLength => {
+                f.write_str("the vector table's length does not match the header")
+            }
+            SnapshotProblem::MalformedLinks => f.write_str("the graph links are malformed"),
+            SnapshotProblem::LinksMismatch => {
+                f.write_str("the graph links do not match the row table")
+            }
+            SnapshotProblem::GraphReload { cause } => {
+                write!(f, "hnsw_rs cannot reload the graph: {cause}")
+            }
+            SnapshotProblem::GraphReloadPanicked => {
+                f.write_str("hnsw_rs panicked reloading the graph")
+            }
+            SnapshotProblem::GraphPointCount => {
+                f.write_str("the graph's point count does not match the row table")
+            }
+        }
     }
+}
+
+fn corrupt(problem: SnapshotProblem) -> RebuildReason {
+    RebuildReason::Corrupt { problem }
 }
 
 /// What a snapshot must match to be loaded.
@@ -173,14 +280,19 @@ impl FileDigest {
         mut consume: impl FnMut(&[u8]),
     ) -> Result<(), RebuildReason> {
         let path = dir.join(&self.name);
-        let unreadable =
-            |e: std::io::Error| corrupt(format!("cannot read {}: {e}", path.display()));
+        let unreadable = |e: std::io::Error| {
+            corrupt(SnapshotProblem::Unreadable {
+                file: path.clone(),
+                cause: e.to_string(),
+            })
+        };
         let (mut file, actual) = storage.open(&path).map_err(unreadable)?;
         if actual != self.len {
-            return Err(corrupt(format!(
-                "{} has {actual} bytes, {} expected",
-                self.name, self.len
-            )));
+            return Err(corrupt(SnapshotProblem::WrongLength {
+                file: self.name.clone(),
+                found: actual,
+                expected: self.len,
+            }));
         }
         let mut hasher = blake3::Hasher::new();
         // A multiple of 4, so that f32 consumers get whole values.
@@ -194,10 +306,9 @@ impl FileDigest {
             left -= n as u64;
         }
         if *hasher.finalize().as_bytes() != self.blake3 {
-            return Err(corrupt(format!(
-                "{} does not match its checksum",
-                self.name
-            )));
+            return Err(corrupt(SnapshotProblem::Checksum {
+                file: self.name.clone(),
+            }));
         }
         Ok(())
     }
@@ -238,15 +349,11 @@ pub(crate) fn load_graph(stored: &StoredGraph) -> Result<Graph, RebuildReason> {
         file.verify(&*stored.storage, &stored.dir)?;
     }
     let graph = Graph::load(&stored.dir, &stored.basename).map_err(|e| match e {
-        LoadError::Failed(problem) => {
-            corrupt(format!("hnsw_rs cannot reload the graph: {problem}"))
-        }
-        LoadError::Panicked => corrupt("hnsw_rs panicked reloading the graph"),
+        LoadError::Failed(problem) => corrupt(SnapshotProblem::GraphReload { cause: problem }),
+        LoadError::Panicked => corrupt(SnapshotProblem::GraphReloadPanicked),
     })?;
     if graph.len() != stored.rows {
-        return Err(corrupt(
-            "the graph's point count does not match the row table",
-        ));
+        return Err(corrupt(SnapshotProblem::GraphPointCount));
     }
     Ok(graph)
 }
@@ -278,13 +385,13 @@ impl Header {
         let body_len = bytes
             .len()
             .checked_sub(4)
-            .ok_or_else(|| corrupt("header too short"))?;
+            .ok_or_else(|| corrupt(SnapshotProblem::HeaderTooShort))?;
         if bytes.len() < MAGIC.len() + 4 || bytes[..MAGIC.len()] != MAGIC {
-            return Err(corrupt("header magic bytes missing"));
+            return Err(corrupt(SnapshotProblem::HeaderMagic));
         }
         let crc = u32::from_le_bytes(bytes[body_len..].try_into().expect("4 bytes"));
         if crc != crc32fast::hash(&bytes[..body_len]) {
-            return Err(corrupt("header checksum mismatch"));
+            return Err(corrupt(SnapshotProblem::HeaderChecksum));
         }
         let mut r = Reader(&bytes[MAGIC.len()..body_len]);
         let version = r.u32()?;
@@ -314,7 +421,7 @@ impl Header {
             },
         };
         if !r.0.is_empty() {
-            return Err(corrupt("trailing bytes in the header"));
+            return Err(corrupt(SnapshotProblem::HeaderTrailingBytes));
         }
         Ok(header)
     }
@@ -331,7 +438,7 @@ struct Reader<'a>(&'a [u8]);
 impl Reader<'_> {
     fn take(&mut self, n: usize) -> Result<&[u8], RebuildReason> {
         if self.0.len() < n {
-            return Err(corrupt("header truncated"));
+            return Err(corrupt(SnapshotProblem::HeaderTruncated));
         }
         let (head, rest) = self.0.split_at(n);
         self.0 = rest;
@@ -351,7 +458,8 @@ impl Reader<'_> {
     }
     fn str(&mut self) -> Result<String, RebuildReason> {
         let len = self.u16()? as usize;
-        String::from_utf8(self.take(len)?.to_vec()).map_err(|_| corrupt("a name is not UTF-8"))
+        String::from_utf8(self.take(len)?.to_vec())
+            .map_err(|_| corrupt(SnapshotProblem::NameNotUtf8))
     }
 }
 
@@ -374,10 +482,10 @@ fn decode_row(bytes: &[u8]) -> Result<Row, RebuildReason> {
     let alive = match r.array::<1>()?[0] {
         0 => false,
         1 => true,
-        _ => return Err(corrupt("a row's alive flag is not 0 or 1")),
+        _ => return Err(corrupt(SnapshotProblem::AliveFlag)),
     };
     let format = ImageFormat::from_code(r.array::<1>()?[0])
-        .ok_or_else(|| corrupt("a row's format code is unknown"))?;
+        .ok_or_else(|| corrupt(SnapshotProblem::FormatCode))?;
     Ok(Row {
         id,
         vector_seq,
@@ -399,21 +507,27 @@ pub(crate) fn decode_header(bytes: &[u8]) -> Result<(), RebuildReason> {
     Header::decode(bytes).map(|_| ())
 }
 
+/// Wraps a failed file operation of a snapshot write.
+fn io(path: impl AsRef<Path>) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.as_ref().to_path_buf();
+    move |source| SnapshotError::Io { path, source }.into()
+}
+
 /// Writes `chunks` to a new file at `path` and fsyncs it; returns its digest.
 fn write_synced(
     storage: &dyn Storage,
     path: &Path,
     chunks: impl IntoIterator<Item = Vec<u8>>,
 ) -> Result<FileDigest> {
-    let mut out = storage.create(path).map_err(Error::io(path))?;
+    let mut out = storage.create(path).map_err(io(path))?;
     let mut hasher = blake3::Hasher::new();
     let mut len = 0u64;
     for chunk in chunks {
         hasher.update(&chunk);
         len += chunk.len() as u64;
-        out.write_all(&chunk).map_err(Error::io(path))?;
+        out.write_all(&chunk).map_err(io(path))?;
     }
-    out.sync().map_err(Error::io(path))?;
+    out.sync().map_err(io(path))?;
     Ok(FileDigest {
         name: file_name(path),
         len,
@@ -423,10 +537,10 @@ fn write_synced(
 
 /// Fsyncs a file hnsw_rs wrote, and digests it.
 fn digest_written(storage: &dyn Storage, path: &Path) -> Result<FileDigest> {
-    storage.sync_file(path).map_err(Error::io(path))?;
-    let (file, len) = storage.open(path).map_err(Error::io(path))?;
+    storage.sync_file(path).map_err(io(path))?;
+    let (file, len) = storage.open(path).map_err(io(path))?;
     let mut hasher = blake3::Hasher::new();
-    hasher.update_reader(file).map_err(Error::io(path))?;
+    hasher.update_reader(file).map_err(io(path))?;
     Ok(FileDigest {
         name: file_name(path),
         len,
@@ -453,20 +567,18 @@ pub(crate) fn write(
     db_id: [u8; 16],
 ) -> Result<u64> {
     let watermark = frozen.watermark;
-    storage
-        .create_dir_all(index_dir)
-        .map_err(Error::io(index_dir))?;
+    storage.create_dir_all(index_dir).map_err(io(index_dir))?;
     let tmp = index_dir.join(format!(
         "{TMP_PREFIX}{watermark:016x}-{}",
         std::process::id()
     ));
     if storage.exists(&tmp) {
-        storage.remove_dir_all(&tmp).map_err(Error::io(&tmp))?;
+        storage.remove_dir_all(&tmp).map_err(io(&tmp))?;
     }
-    storage.create_dir_all(&tmp).map_err(Error::io(&tmp))?;
+    storage.create_dir_all(&tmp).map_err(io(&tmp))?;
 
     let (basename, rows, flat) = frozen.dump(&tmp, GRAPH_BASENAME);
-    let basename = basename.map_err(|source| Error::IndexDump {
+    let basename = basename.map_err(|source| SnapshotError::Dump {
         path: tmp.clone(),
         source,
     })?;
@@ -517,26 +629,24 @@ pub(crate) fn write(
     };
     let total: u64 = header.files.iter().map(|f| f.len).sum();
     write_synced(storage, &tmp.join(HEADER_FILE), [header.encode()])?;
-    storage.sync_dir(&tmp).map_err(Error::io(&tmp))?;
+    storage.sync_dir(&tmp).map_err(io(&tmp))?;
 
     let target = index_dir.join(format!("{DIR_PREFIX}{watermark:016x}"));
     if storage.exists(&target) {
-        storage
-            .remove_dir_all(&target)
-            .map_err(Error::io(&target))?;
+        storage.remove_dir_all(&target).map_err(io(&target))?;
     }
-    storage.rename(&tmp, &target).map_err(Error::io(&target))?;
-    storage.sync_dir(index_dir).map_err(Error::io(index_dir))?;
+    storage.rename(&tmp, &target).map_err(io(&target))?;
+    storage.sync_dir(index_dir).map_err(io(index_dir))?;
     remove_others(storage, index_dir, &target)?;
     Ok(total)
 }
 
 /// Removes every snapshot and temporary directory except `keep`.
 fn remove_others(storage: &dyn Storage, index_dir: &Path, keep: &Path) -> Result<()> {
-    for path in storage.list(index_dir).map_err(Error::io(index_dir))? {
+    for path in storage.list(index_dir).map_err(io(index_dir))? {
         let name = file_name(&path);
         if path != keep && (name.starts_with(DIR_PREFIX) || name.starts_with(TMP_PREFIX)) {
-            storage.remove_dir_all(&path).map_err(Error::io(&path))?;
+            storage.remove_dir_all(&path).map_err(io(&path))?;
         }
     }
     Ok(())
@@ -580,8 +690,12 @@ pub(crate) fn load(
     let dir = newest(&**storage, index_dir).ok_or(RebuildReason::NoSnapshot)?;
     let read = |name: &str| {
         let path = dir.join(name);
-        fsio::read(&**storage, &path)
-            .map_err(|e| corrupt(format!("cannot read {}: {e}", path.display())))
+        fsio::read(&**storage, &path).map_err(|e| {
+            corrupt(SnapshotProblem::Unreadable {
+                file: path.clone(),
+                cause: e.to_string(),
+            })
+        })
     };
     let header = Header::decode(&read(HEADER_FILE)?)?;
     if header.db_id != identity.db_id {
@@ -605,17 +719,17 @@ pub(crate) fn load(
             pruned_through: identity.log_pruned_through,
         });
     }
-    let digest = |name: &str| {
+    let digest = |name: &'static str| {
         header
             .files
             .iter()
             .find(|f| f.name == name)
-            .ok_or_else(|| corrupt(format!("the header lists no {name}")))
+            .ok_or_else(|| corrupt(SnapshotProblem::NotListed { file: name }))
     };
     let dim = identity.dim;
     let rows_bytes = digest(ROWS_FILE)?.read(&**storage, &dir)?;
     if Some(rows_bytes.len() as u64) != header.rows.checked_mul(ROW_BYTES as u64) {
-        return Err(corrupt("the row table's length does not match the header"));
+        return Err(corrupt(SnapshotProblem::RowTableLength));
     }
     let rows = rows_bytes
         .chunks_exact(ROW_BYTES)
@@ -623,9 +737,7 @@ pub(crate) fn load(
         .collect::<Result<Vec<_>, _>>()?;
     let vectors_digest = digest(VECTORS_FILE)?;
     if Some(vectors_digest.len) != header.rows.checked_mul(dim as u64 * 4) {
-        return Err(corrupt(
-            "the vector table's length does not match the header",
-        ));
+        return Err(corrupt(SnapshotProblem::VectorTableLength));
     }
     // Straight into f32: the bytes are never held twice. Reserved once the
     // file's length is known to match, as in `FileDigest::read`.
@@ -641,9 +753,9 @@ pub(crate) fn load(
         );
     })?;
     let flat = FlatGraph::decode(&digest(FLAT_FILE)?.read(&**storage, &dir)?)
-        .ok_or_else(|| corrupt("the graph links are malformed"))?;
+        .ok_or_else(|| corrupt(SnapshotProblem::MalformedLinks))?;
     if flat.len() != rows.len() || flat.m != identity.params.m {
-        return Err(corrupt("the graph links do not match the row table"));
+        return Err(corrupt(SnapshotProblem::LinksMismatch));
     }
     let graph = StoredGraph {
         storage: storage.clone(),

@@ -11,7 +11,7 @@ use std::path::Path;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::{Error, Result};
+use crate::error::{Corruption, Error, Result, StoreError};
 use crate::types::{ContentHash, ImageId};
 
 /// The largest value the store encodes or decodes (a 512-d record is ~2.2 KB).
@@ -23,7 +23,8 @@ fn config() -> impl bincode::config::Config {
 
 /// Encodes a value with the pinned configuration.
 pub(crate) fn encode<T: Serialize>(value: &T, what: &'static str) -> Result<Vec<u8>> {
-    bincode::serde::encode_to_vec(value, config()).map_err(|source| Error::Encode { what, source })
+    bincode::serde::encode_to_vec(value, config())
+        .map_err(|source| StoreError::Encode { what, source }.into())
 }
 
 /// Decodes a value with the pinned configuration; trailing bytes are corruption.
@@ -32,20 +33,27 @@ pub(crate) fn decode<T: DeserializeOwned>(
     path: &Path,
     what: &'static str,
 ) -> Result<T> {
-    let (value, used) =
-        bincode::serde::decode_from_slice(bytes, config()).map_err(|source| Error::Decode {
+    let (value, used) = bincode::serde::decode_from_slice(bytes, config()).map_err(|source| {
+        StoreError::Decode {
             path: path.to_path_buf(),
             what,
             source,
-        })?;
+        }
+    })?;
     if used != bytes.len() {
-        return Err(Error::Corrupt {
-            path: path.to_path_buf(),
-            what,
-            problem: "trailing bytes after the value",
-        });
+        return Err(corrupt(path, what, Corruption::TrailingBytes));
     }
     Ok(value)
+}
+
+/// The error for a damaged `what` in the store of `path`.
+pub(crate) fn corrupt(path: &Path, what: &'static str, problem: Corruption) -> Error {
+    StoreError::Corrupt {
+        path: path.to_path_buf(),
+        what,
+        problem,
+    }
+    .into()
 }
 
 /// `records` and `log` keys: the id as 8 big-endian bytes.
@@ -55,11 +63,9 @@ pub(crate) fn id_key(id: ImageId) -> [u8; 8] {
 
 /// Reads an 8-byte big-endian id.
 pub(crate) fn id_from_bytes(bytes: &[u8], path: &Path, what: &'static str) -> Result<ImageId> {
-    let array: [u8; 8] = bytes.try_into().map_err(|_| Error::Corrupt {
-        path: path.to_path_buf(),
-        what,
-        problem: "an id is not 8 bytes",
-    })?;
+    let array: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| corrupt(path, what, Corruption::IdLength))?;
     Ok(ImageId(u64::from_be_bytes(array)))
 }
 
@@ -97,11 +103,7 @@ pub(crate) fn log_key(seq: u64, id: ImageId) -> [u8; 16] {
 /// Splits a `log` key into sequence number and id.
 pub(crate) fn split_log_key(key: &[u8], path: &Path) -> Result<(u64, ImageId)> {
     if key.len() != 16 {
-        return Err(Error::Corrupt {
-            path: path.to_path_buf(),
-            what: "change log",
-            problem: "a key is not 16 bytes",
-        });
+        return Err(corrupt(path, "change log", Corruption::LogKeyLength));
     }
     let seq = u64::from_be_bytes(key[..8].try_into().expect("8 bytes"));
     let id = u64::from_be_bytes(key[8..].try_into().expect("8 bytes"));
@@ -182,7 +184,10 @@ mod tests {
         let mut bytes = encode(&record(), "record").unwrap();
         bytes.push(0);
         let err = decode::<ImageRecord>(&bytes, Path::new("db"), "record").unwrap_err();
-        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+        assert!(
+            matches!(err, Error::Store(StoreError::Corrupt { .. })),
+            "{err}"
+        );
     }
 
     #[test]
@@ -191,7 +196,10 @@ mod tests {
         let mut bytes = vec![1u8, 0xfd];
         bytes.extend_from_slice(&u64::MAX.to_le_bytes());
         let err = decode::<ImageRecord>(&bytes, Path::new("db"), "record").unwrap_err();
-        assert!(matches!(err, Error::Decode { .. }), "{err}");
+        assert!(
+            matches!(err, Error::Store(StoreError::Decode { .. })),
+            "{err}"
+        );
     }
 
     #[test]

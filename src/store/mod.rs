@@ -17,11 +17,13 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use crate::error::{Error, ErrorKind, FailureReason, Result};
+use crate::error::{Corruption, Error, ErrorKind, FailureReason, Result, StoreError};
 use crate::fsio::{CommitStage, Storage};
 use crate::space::EmbeddingSpace;
 use crate::types::{ContentHash, ImageId, Timestamp};
-use codec::{decode, encode, hash_key, id_from_bytes, id_key, log_key, split_log_key, tag_key};
+use codec::{
+    corrupt, decode, encode, hash_key, id_from_bytes, id_key, log_key, split_log_key, tag_key,
+};
 use record::{ImageRecord, path_to_bytes};
 
 /// Keys of the `meta` tree.
@@ -149,7 +151,7 @@ impl Store {
     /// Opens (or creates) the sled store in `dir`. The caller holds the
     /// database lock, so sled's own lock cannot conflict.
     pub fn open(root: &Path, dir: &Path, storage: std::sync::Arc<dyn Storage>) -> Result<Store> {
-        let store_err = |source| Error::Store {
+        let store_err = |source| StoreError::Sled {
             path: root.to_path_buf(),
             source,
         };
@@ -176,9 +178,12 @@ impl Store {
     }
 
     fn err(&self) -> impl Fn(sled::Error) -> Error + '_ {
-        |source| Error::Store {
-            path: self.root.clone(),
-            source,
+        |source| {
+            StoreError::Sled {
+                path: self.root.clone(),
+                source,
+            }
+            .into()
         }
     }
 
@@ -260,10 +265,11 @@ impl Store {
 
     fn tx_err(&self, e: TransactionError<()>) -> Error {
         match e {
-            TransactionError::Storage(source) => Error::Store {
+            TransactionError::Storage(source) => StoreError::Sled {
                 path: self.root.clone(),
                 source,
-            },
+            }
+            .into(),
             // Only storage errors abort our transactions.
             TransactionError::Abort(()) => unreachable!("store transactions never abort"),
         }
@@ -322,12 +328,8 @@ impl Store {
             .scan_prefix(prefix)
             .map(|item| {
                 let (key, value) = item.map_err(self.err())?;
-                let path =
-                    record::path_from_bytes(key.to_vec()).map_err(|problem| Error::Corrupt {
-                        path: self.root.clone(),
-                        what: "path map",
-                        problem,
-                    })?;
+                let path = record::path_from_bytes(key.to_vec())
+                    .map_err(|problem| corrupt(&self.root, "path map", problem))?;
                 Ok((path, id_from_bytes(&value, &self.root, "path map")?))
             })
             .collect()
@@ -373,11 +375,11 @@ impl Store {
         self.hashes.iter().keys().map(|key| {
             let key = key.map_err(self.err())?;
             if key.len() != 40 {
-                return Err(Error::Corrupt {
-                    path: self.root.clone(),
-                    what: "content hash map",
-                    problem: "a key is not 40 bytes",
-                });
+                return Err(corrupt(
+                    &self.root,
+                    "content hash map",
+                    Corruption::HashKeyLength,
+                ));
             }
             let hash = ContentHash(key[..32].try_into().expect("32 bytes"));
             Ok((
@@ -391,17 +393,13 @@ impl Store {
     pub fn tag_entries(&self) -> impl Iterator<Item = Result<(String, ImageId)>> + '_ {
         self.tags.iter().keys().map(|key| {
             let key = key.map_err(self.err())?;
-            let corrupt = |problem| Error::Corrupt {
-                path: self.root.clone(),
-                what: "tag map",
-                problem,
-            };
+            let corrupt = |problem| corrupt(&self.root, "tag map", problem);
             let split = key
                 .len()
                 .checked_sub(9)
-                .ok_or(corrupt("a key is too short"))?;
-            let label =
-                std::str::from_utf8(&key[..split]).map_err(|_| corrupt("a label is not UTF-8"))?;
+                .ok_or(corrupt(Corruption::TagKeyLength))?;
+            let label = std::str::from_utf8(&key[..split])
+                .map_err(|_| corrupt(Corruption::LabelNotUtf8))?;
             Ok((
                 label.to_string(),
                 id_from_bytes(&key[split + 1..], &self.root, "tag map")?,
@@ -475,12 +473,8 @@ impl Store {
             .iter()
             .map(|item| {
                 let (key, value) = item.map_err(self.err())?;
-                let path =
-                    record::path_from_bytes(key.to_vec()).map_err(|problem| Error::Corrupt {
-                        path: self.root.clone(),
-                        what: "failure map",
-                        problem,
-                    })?;
+                let path = record::path_from_bytes(key.to_vec())
+                    .map_err(|problem| corrupt(&self.root, "failure map", problem))?;
                 Ok((path, decode(&value, &self.root, "failure record")?))
             })
             .collect()
@@ -567,11 +561,8 @@ impl Store {
         let mut rewritten = Vec::new();
         for item in self.failures.iter() {
             let (key, value) = item.map_err(self.err())?;
-            let path = record::path_from_bytes(key.to_vec()).map_err(|problem| Error::Corrupt {
-                path: self.root.clone(),
-                what: "failure map",
-                problem,
-            })?;
+            let path = record::path_from_bytes(key.to_vec())
+                .map_err(|problem| corrupt(&self.root, "failure map", problem))?;
             let old: FailureV1 = decode(&value, &self.root, "failure record")?;
             rewritten.push((key, encode(&old.migrate(&path), "failure record")?));
         }

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::Corruption;
+
 // The domain types live in the bottom layer; records are made of them.
 pub use crate::types::{ContentHash, ImageFormat, ImageId, Timestamp};
 
@@ -102,7 +104,7 @@ pub(crate) fn path_to_bytes(path: &Path) -> Vec<u8> {
 }
 
 /// The inverse of [`path_to_bytes`].
-pub(crate) fn path_from_bytes(bytes: Vec<u8>) -> Result<PathBuf, &'static str> {
+pub(crate) fn path_from_bytes(bytes: Vec<u8>) -> Result<PathBuf, Corruption> {
     #[cfg(unix)]
     {
         use std::os::unix::ffi::OsStringExt;
@@ -112,6 +114,6 @@ pub(crate) fn path_from_bytes(bytes: Vec<u8>) -> Result<PathBuf, &'static str> {
     {
         String::from_utf8(bytes)
             .map(PathBuf::from)
-            .map_err(|_| "path is not UTF-8")
+            .map_err(|_| Corruption::PathNotUnicode)
     }
 }
