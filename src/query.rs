@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::db::{Db, SearchOptions};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::filter::Filter;
 use crate::model::Encoder;
 use crate::store::record::ImageRecord;
@@ -152,7 +152,7 @@ impl Db {
                 add(&mut sum, &self.image_vector(encoder, path)?, *weight);
             }
         }
-        crate::vector::normalized(&sum).map_err(|problem| Error::InvalidVector { problem })
+        crate::vector::normalized(&sum)
     }
 
     /// An image's vector: the stored one when the file is indexed, else

@@ -545,7 +545,7 @@ impl Db {
     /// `vector` need not be normalised.
     pub fn search(&self, vector: &[f32], options: &SearchOptions) -> Result<Vec<Hit>> {
         let inner = &*self.inner;
-        let query = write::normalized(vector, inner.index.dim())?;
+        let query = crate::vector::normalized_to(vector, inner.index.dim())?;
         let ef = options.ef.unwrap_or(inner.options.index.ef_search).max(1);
         let hits = if options.filter.is_empty() {
             inner.index.search(&query, options.k, ef, None)

@@ -9,11 +9,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result, VectorProblem};
+use crate::error::{Error, Result};
 use crate::store::record::{
     ContentHash, FileEntry, ImageFormat, ImageId, ImageRecord, Tag, Timestamp,
 };
 use crate::store::{Batch, Failure, Store};
+use crate::vector::normalized_to;
 
 /// A new image file with its embedding.
 #[derive(Clone, Debug, PartialEq)]
@@ -148,35 +149,6 @@ fn check_tags(tags: &[Tag]) -> Result<()> {
     }
 }
 
-/// Checks a vector and returns it L2-normalised.
-pub(crate) fn normalized(vector: &[f32], dim: usize) -> Result<Vec<f32>> {
-    if vector.len() != dim {
-        return Err(Error::DimensionMismatch {
-            expected: dim,
-            found: vector.len(),
-        });
-    }
-    if vector.iter().any(|x| !x.is_finite()) {
-        return Err(Error::InvalidVector {
-            problem: VectorProblem::NotFinite,
-        });
-    }
-    let norm = vector
-        .iter()
-        .map(|&x| f64::from(x) * f64::from(x))
-        .sum::<f64>()
-        .sqrt();
-    if norm == 0.0 {
-        return Err(Error::InvalidVector {
-            problem: VectorProblem::Zero,
-        });
-    }
-    Ok(vector
-        .iter()
-        .map(|&x| (f64::from(x) / norm) as f32)
-        .collect())
-}
-
 /// A record's state before the batch and now.
 struct Touched {
     before: Option<ImageRecord>,
@@ -273,7 +245,7 @@ impl<'s> Pending<'s> {
     }
 
     fn insert(&mut self, image: NewImage) -> Result<ImageId> {
-        let vector = normalized(&image.vector, self.dim)?;
+        let vector = normalized_to(&image.vector, self.dim)?;
         check_tags(&image.tags)?;
         if let Some(id) = self.id_by_path(&image.path)? {
             let record = self.existing(id)?;
@@ -319,7 +291,7 @@ impl<'s> Pending<'s> {
     }
 
     fn restore(&mut self, mut record: ImageRecord) -> Result<ImageId> {
-        record.vector = normalized(&record.vector, self.dim)?;
+        record.vector = normalized_to(&record.vector, self.dim)?;
         check_tags(&record.tags)?;
         let id = record.id;
         if self.record(id)?.is_some() {
@@ -416,35 +388,5 @@ impl<'s> Pending<'s> {
 fn set_mtime(record: &mut ImageRecord, path: &Path, mtime: Timestamp) {
     if let Some(file) = record.files.iter_mut().find(|f| f.path == path) {
         file.mtime = mtime;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn normalisation_refuses_bad_vectors() {
-        assert!(matches!(
-            normalized(&[1.0, 2.0], 3),
-            Err(Error::DimensionMismatch {
-                expected: 3,
-                found: 2
-            })
-        ));
-        assert!(matches!(
-            normalized(&[1.0, f32::NAN], 2),
-            Err(Error::InvalidVector {
-                problem: VectorProblem::NotFinite
-            })
-        ));
-        assert!(matches!(
-            normalized(&[0.0, 0.0], 2),
-            Err(Error::InvalidVector {
-                problem: VectorProblem::Zero
-            })
-        ));
-        let v = normalized(&[3.0, 4.0], 2).unwrap();
-        assert!((v[0] - 0.6).abs() < 1e-7 && (v[1] - 0.8).abs() < 1e-7);
     }
 }

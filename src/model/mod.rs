@@ -405,9 +405,7 @@ impl Encoder {
 /// Model outputs at unit length; a model that outputs a vector without a
 /// direction is an error, not a vector of zeros (see `crate::vector`).
 fn unit_vectors(raw: Vec<Vec<f32>>) -> Result<Vec<Vec<f32>>> {
-    raw.iter()
-        .map(|v| crate::vector::normalized(v).map_err(|problem| Error::InvalidVector { problem }))
-        .collect()
+    raw.iter().map(|v| crate::vector::normalized(v)).collect()
 }
 
 /// BLAKE3 of the towers, the tokenizer and the preprocessing (the file

@@ -11,7 +11,7 @@ use imgdb::{
 };
 use serde_json::json;
 
-use crate::Failure;
+use crate::CommandError;
 use crate::args::{
     ClassifyArgs, Cli, DebugCommand, DupesArgs, EvalArgs, ExportArgs, FailuresArgs, ImportArgs,
     IngestArgs, QueryArgs, TagArgs,
@@ -19,7 +19,7 @@ use crate::args::{
 use crate::output::{Out, Progress, hit_json, path_text, timestamp_text};
 
 /// What a command returns.
-pub type Result<T> = std::result::Result<T, Failure>;
+pub type Result<T> = std::result::Result<T, CommandError>;
 
 pub fn tag(cli: &Cli, args: &TagArgs, out: &mut Out) -> Result<()> {
     // Labels are embedded as texts; the images' vectors are stored.
@@ -95,7 +95,7 @@ pub fn reindex(cli: &Cli, out: &mut Out) -> Result<()> {
     if report.dropped.is_empty() {
         Ok(())
     } else {
-        Err(Failure::Partial)
+        Err(CommandError::Partial)
     }
 }
 
@@ -182,7 +182,7 @@ fn open_for(cli: &Cli, encoder: &Encoder) -> Result<Db> {
 
 fn read_labels(path: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| Failure::Usage(format!("cannot read labels {}: {e}", path.display())))?;
+        .map_err(|e| CommandError::Usage(format!("cannot read labels {}: {e}", path.display())))?;
     let labels: Vec<String> = text
         .lines()
         .map(str::trim)
@@ -190,7 +190,10 @@ fn read_labels(path: &Path) -> Result<Vec<String>> {
         .map(String::from)
         .collect();
     if labels.is_empty() {
-        return Err(Failure::Usage(format!("{} has no labels", path.display())));
+        return Err(CommandError::Usage(format!(
+            "{} has no labels",
+            path.display()
+        )));
     }
     Ok(labels)
 }
@@ -225,7 +228,7 @@ pub fn ingest(cli: &Cli, args: &IngestArgs, out: &mut Out) -> Result<()> {
     if report.failures.is_empty() {
         Ok(())
     } else {
-        Err(Failure::Partial)
+        Err(CommandError::Partial)
     }
 }
 
@@ -262,7 +265,7 @@ fn print_ingest(report: &IngestReport, json: bool, quiet: bool, out: &mut Out) -
 fn weighted(term: &str) -> Result<(&str, f32)> {
     match term.rsplit_once("::") {
         Some((value, weight)) => weight.trim().parse().map(|w| (value, w)).map_err(|_| {
-            Failure::Usage(format!("{term:?}: the weight after `::` is not a number"))
+            CommandError::Usage(format!("{term:?}: the weight after `::` is not a number"))
         }),
         None => Ok((term, 1.0)),
     }
@@ -270,7 +273,7 @@ fn weighted(term: &str) -> Result<(&str, f32)> {
 
 fn parse_time(text: &str) -> Result<Timestamp> {
     Timestamp::parse(text).ok_or_else(|| {
-        Failure::Usage(format!(
+        CommandError::Usage(format!(
             "{text:?}: expected a date (2024-05-01) or an RFC 3339 time"
         ))
     })
@@ -305,7 +308,7 @@ pub fn query(cli: &Cli, args: &QueryArgs, out: &mut Out) -> Result<()> {
         });
     }
     if terms.is_empty() {
-        return Err(Failure::Usage(
+        return Err(CommandError::Usage(
             "nothing to search for: give a TEXT, --text or --image".into(),
         ));
     }
@@ -314,13 +317,13 @@ pub fn query(cli: &Cli, args: &QueryArgs, out: &mut Out) -> Result<()> {
         .iter()
         .map(|f| {
             ImageFormat::from_name(f)
-                .ok_or_else(|| Failure::Usage(format!("--format {f}: unknown format")))
+                .ok_or_else(|| CommandError::Usage(format!("--format {f}: unknown format")))
         })
         .collect::<Result<Vec<_>>>()?;
     let under = match &args.under {
         Some(dir) => Some(
             dir.canonicalize()
-                .map_err(|e| Failure::Usage(format!("--under {}: {e}", dir.display())))?,
+                .map_err(|e| CommandError::Usage(format!("--under {}: {e}", dir.display())))?,
         ),
         None => None,
     };
@@ -372,7 +375,7 @@ pub fn failures(cli: &Cli, args: &FailuresArgs, out: &mut Out) -> Result<()> {
     let kind = match &args.kind {
         Some(name) => Some(ErrorKind::from_name(name).ok_or_else(|| {
             let names: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.name()).collect();
-            Failure::Usage(format!(
+            CommandError::Usage(format!(
                 "--kind {name}: expected one of {}",
                 names.join(", ")
             ))
@@ -457,7 +460,7 @@ pub fn check(cli: &Cli, json: bool, out: &mut Out) -> Result<()> {
     if report.is_clean() {
         Ok(())
     } else {
-        Err(Failure::Partial)
+        Err(CommandError::Partial)
     }
 }
 
@@ -488,7 +491,7 @@ pub fn rm(cli: &Cli, paths: &[PathBuf], out: &mut Out) -> Result<()> {
     db.write(&db.space().clone(), batch)?;
     out.line(format!("removed {removed} files"))?;
     if missing {
-        Err(Failure::Partial)
+        Err(CommandError::Partial)
     } else {
         Ok(())
     }
@@ -498,7 +501,7 @@ pub fn debug(cli: &Cli, command: &DebugCommand, out: &mut Out) -> Result<()> {
     let write_npy = |path: &Path, array: ndarray::Array2<f32>| -> Result<()> {
         let file = std::fs::File::create(path)?;
         ndarray_npy::WriteNpyExt::write_npy(&array, std::io::BufWriter::new(file))
-            .map_err(|e| Failure::Output(std::io::Error::other(e)))
+            .map_err(|e| CommandError::Output(std::io::Error::other(e)))
     };
     match command {
         DebugCommand::Preprocess {
@@ -510,7 +513,7 @@ pub fn debug(cli: &Cli, command: &DebugCommand, out: &mut Out) -> Result<()> {
                 Some(config) => {
                     let text = std::fs::read_to_string(config)?;
                     let json: serde_json::Value = serde_json::from_str(&text)
-                        .map_err(|e| Failure::Usage(format!("{}: {e}", config.display())))?;
+                        .map_err(|e| CommandError::Usage(format!("{}: {e}", config.display())))?;
                     imgdb::Preprocessor::new(imgdb::PreprocessConfig::from_hugging_face(
                         &json, config,
                     )?)
@@ -525,7 +528,7 @@ pub fn debug(cli: &Cli, command: &DebugCommand, out: &mut Out) -> Result<()> {
                     .expect("3 x h x w values");
             let file = std::fs::File::create(target)?;
             ndarray_npy::WriteNpyExt::write_npy(&tensor, std::io::BufWriter::new(file))
-                .map_err(|e| Failure::Output(std::io::Error::other(e)))?;
+                .map_err(|e| CommandError::Output(std::io::Error::other(e)))?;
             out.line(format!(
                 "wrote {} (float32 [1, 3, {h}, {w}])",
                 target.display()
@@ -545,7 +548,7 @@ pub fn debug(cli: &Cli, command: &DebugCommand, out: &mut Out) -> Result<()> {
             let vector = match (image, text) {
                 (_, Some(text)) => encoder.embed_texts(&[text])?.remove(0),
                 (Some(image), None) => encoder.embed_image_file(image)?,
-                (None, None) => return Err(Failure::Usage("give an IMAGE or --text".into())),
+                (None, None) => return Err(CommandError::Usage("give an IMAGE or --text".into())),
             };
             let dim = vector.len();
             write_npy(

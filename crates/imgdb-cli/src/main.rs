@@ -22,7 +22,7 @@ use args::{Cli, Command};
 use output::Out;
 
 /// Why a command did not fully succeed.
-pub enum Failure {
+pub enum CommandError {
     /// Some inputs failed; the rest was done (exit 1).
     Partial,
     /// Wrong usage (exit 2).
@@ -33,15 +33,15 @@ pub enum Failure {
     Output(std::io::Error),
 }
 
-impl From<imgdb::Error> for Failure {
-    fn from(e: imgdb::Error) -> Failure {
-        Failure::Imgdb(e)
+impl From<imgdb::Error> for CommandError {
+    fn from(e: imgdb::Error) -> CommandError {
+        CommandError::Imgdb(e)
     }
 }
 
-impl From<std::io::Error> for Failure {
-    fn from(e: std::io::Error) -> Failure {
-        Failure::Output(e)
+impl From<std::io::Error> for CommandError {
+    fn from(e: std::io::Error) -> CommandError {
+        CommandError::Output(e)
     }
 }
 
@@ -50,7 +50,7 @@ fn main() -> ExitCode {
     init_logging(&cli);
     let mut out = Out::new();
     let result = run(&cli, &mut out);
-    let flushed = out.flush().map_err(Failure::from);
+    let flushed = out.flush().map_err(CommandError::from);
     match result.and(flushed) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => ExitCode::from(exit_code(failure)),
@@ -99,19 +99,19 @@ fn init_logging(cli: &Cli) {
 }
 
 /// Prints what failed (with its causes, one per line) and picks the code.
-fn exit_code(failure: Failure) -> u8 {
+fn exit_code(failure: CommandError) -> u8 {
     match failure {
-        Failure::Partial => 1,
-        Failure::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
-        Failure::Output(e) => {
+        CommandError::Partial => 1,
+        CommandError::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
+        CommandError::Output(e) => {
             eprintln!("error: cannot write the output: {e}");
             6
         }
-        Failure::Usage(message) => {
+        CommandError::Usage(message) => {
             eprintln!("error: {message}");
             2
         }
-        Failure::Imgdb(e) => {
+        CommandError::Imgdb(e) => {
             report(&e);
             match e.kind() {
                 ErrorKind::InUse => 3,
