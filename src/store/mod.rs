@@ -26,6 +26,10 @@ use codec::{
 };
 use record::{ImageRecord, path_to_bytes};
 
+/// How long an open waits for sled's file lock to be released by the I/O
+/// threads of a handle closed just before (see [`Store::open`]).
+const SLED_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Keys of the `meta` tree.
 mod meta_key {
     pub const FORMAT_VERSION: &[u8] = b"format_version";
@@ -149,7 +153,7 @@ pub(crate) struct Store {
 
 impl Store {
     /// Opens (or creates) the sled store in `dir`. The caller holds the
-    /// database lock, so sled's own lock cannot conflict.
+    /// database lock, so no other handle or process can have it open.
     pub fn open(root: &Path, dir: &Path, storage: std::sync::Arc<dyn Storage>) -> Result<Store> {
         let store_err = |source| StoreError::Sled {
             path: root.to_path_buf(),
@@ -157,11 +161,25 @@ impl Store {
         };
         // sled caches up to 1 GiB by default; records are read rarely and the
         // index keeps its own copy of the vectors.
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(128 << 20)
-            .open()
-            .map_err(store_err)?;
+        let config = sled::Config::new().path(dir).cache_capacity(128 << 20);
+        let mut wait = std::time::Duration::from_millis(5);
+        let mut waited = std::time::Duration::ZERO;
+        let db = loop {
+            match config.open() {
+                // The database lock is ours, so sled's own lock can only be
+                // held by the I/O threads of a handle of this process that
+                // was just closed: they release it within moments.
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && waited < SLED_LOCK_PATIENCE =>
+                {
+                    std::thread::sleep(wait);
+                    waited += wait;
+                    wait = (wait * 2).min(std::time::Duration::from_millis(200));
+                }
+                opened => break opened.map_err(store_err)?,
+            }
+        };
         let tree = |name: &str| db.open_tree(name).map_err(store_err);
         Ok(Store {
             root: root.to_path_buf(),
