@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use imgdb::ingest::{IngestOptions, IngestReport};
 use imgdb::{
-    CancelToken, Db, Encoder, EncoderOptions, ErrorKind, Filter, ImageFormat, Query, QueryTerm,
-    TagOptions, Timestamp, Towers, WriteBatch, WriteOp, ZeroShot, resolve,
+    CancelToken, Db, Encoder, EncoderOptions, ErrorKind, ExportOptions, Filter, ImageFormat, Query,
+    QueryTerm, TagOptions, Timestamp, Towers, WriteBatch, WriteOp, ZeroShot, resolve,
 };
 use serde_json::json;
 
@@ -100,9 +100,38 @@ pub fn reindex(cli: &Cli, out: &mut Out) -> Result<()> {
 }
 
 pub fn export(cli: &Cli, args: &ExportArgs, out: &mut Out) -> Result<()> {
-    let count = open(cli)?.export(&args.dir)?;
-    out.line(format!("exported {count} images to {}", args.dir.display()))?;
+    let options = ExportOptions {
+        cancel: cancel_on_ctrl_c("removing the partial export"),
+        ..ExportOptions::default()
+    };
+    let report = open(cli)?.export_with(&args.dir, &options)?;
+    if report.cancelled {
+        eprintln!(
+            "export stopped: nothing was written to {}",
+            args.dir.display()
+        );
+        return Err(CommandError::Cancelled);
+    }
+    out.line(format!(
+        "exported {} images to {}",
+        report.images,
+        args.dir.display()
+    ))?;
     Ok(())
+}
+
+/// A token the first Ctrl-C cancels (the command stops cleanly, saying
+/// `doing`); a second Ctrl-C quits at once with 130, as shells expect.
+fn cancel_on_ctrl_c(doing: &'static str) -> CancelToken {
+    let cancel = CancelToken::new();
+    let flag = cancel.clone();
+    let _ = ctrlc::set_handler(move || {
+        if flag.cancel() {
+            std::process::exit(130);
+        }
+        eprintln!("stopping: {doing} (Ctrl-C again to quit now)");
+    });
+    cancel
 }
 
 pub fn import(cli: &Cli, args: &ImportArgs, out: &mut Out) -> Result<()> {
@@ -201,15 +230,7 @@ fn read_labels(path: &Path) -> Result<Vec<String>> {
 pub fn ingest(cli: &Cli, args: &IngestArgs, out: &mut Out) -> Result<()> {
     let encoder = encoder(cli, Towers::Both)?;
     let db = Db::open_or_create(db_path(cli), encoder.space().clone())?;
-    let cancel = CancelToken::new();
-    let flag = cancel.clone();
-    // First Ctrl-C: finish cleanly (what is written stays); second: quit.
-    let _ = ctrlc::set_handler(move || {
-        if flag.cancel() {
-            std::process::exit(130);
-        }
-        eprintln!("stopping: finishing the current batch (Ctrl-C again to quit now)");
-    });
+    let cancel = cancel_on_ctrl_c("finishing the current batch");
     let defaults = IngestOptions::default();
     let options = IngestOptions {
         workers: args.workers.unwrap_or(defaults.workers),
@@ -225,6 +246,9 @@ pub fn ingest(cli: &Cli, args: &IngestArgs, out: &mut Out) -> Result<()> {
     let report = db.ingest(&encoder, &args.paths, &options, &mut progress)?;
     progress.finish()?;
     print_ingest(&report, args.json, cli.quiet, out)?;
+    if report.cancelled {
+        return Err(CommandError::Cancelled);
+    }
     if report.failures.is_empty() {
         Ok(())
     } else {

@@ -25,6 +25,9 @@ use output::Out;
 pub enum CommandError {
     /// Some inputs failed; the rest was done (exit 1).
     Partial,
+    /// Ctrl-C stopped the command before the end; what was done is kept
+    /// (exit 130, as shells report an interrupt).
+    Cancelled,
     /// Wrong usage (exit 2).
     Usage(String),
     /// The library failed (exit code by its kind).
@@ -102,6 +105,7 @@ fn init_logging(cli: &Cli) {
 fn exit_code(failure: CommandError) -> u8 {
     match failure {
         CommandError::Partial => 1,
+        CommandError::Cancelled => 130,
         CommandError::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
         CommandError::Output(e) => {
             eprintln!("error: cannot write the output: {e}");

@@ -159,8 +159,10 @@ impl IngestObserver for Progress {
                     bar.set_message(format!("{rate:.1} images/s"));
                 }
             }
+            // Flushed per event: a script reads progress as it happens.
             (Progress::Json(out), IngestEvent::Found { files, done }) => {
                 let _ = out.json(&json!({"event": "found", "files": files, "done": done}));
+                let _ = out.flush();
             }
             (Progress::Json(out), IngestEvent::File { path, outcome }) => {
                 let mut value = json!({"event": "file", "path": path_text(path)});
@@ -168,6 +170,7 @@ impl IngestObserver for Progress {
                     value[k] = v.clone();
                 }
                 let _ = out.json(&value);
+                let _ = out.flush();
             }
             _ => {}
         }

@@ -5,6 +5,7 @@
 
 mod hub;
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -707,4 +708,66 @@ fn debug_commands_write_npy() {
     let v: ndarray::Array2<f32> = ndarray_npy::read_npy(&vector).unwrap();
     assert_eq!(v.shape(), &[1, 64]);
     assert!((v.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-5);
+}
+
+#[test]
+fn ctrl_c_stops_an_ingest_cleanly_and_the_next_run_resumes() {
+    let world = World::new();
+    // 600 images of distinct content: far more than one store batch.
+    let many = world.photos().join("many");
+    std::fs::create_dir_all(&many).unwrap();
+    for n in 0..600u32 {
+        let pixel = image::Rgb([(n % 256) as u8, (n / 256) as u8 * 60, 128]);
+        image::RgbImage::from_pixel(8, 8, pixel)
+            .save(many.join(format!("{n:03}.png")))
+            .unwrap();
+    }
+    let mut child = world
+        .command()
+        .arg("--model")
+        .arg(root().join("fixtures/models/tiny-clip"))
+        .args(["ingest", &many.to_string_lossy(), "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    // Interrupted once the first batch is written (as a user's Ctrl-C).
+    let first = lines
+        .by_ref()
+        .map(|l| serde_json::from_str::<Value>(&l.unwrap()).unwrap())
+        .find(|event| event["event"] == "file")
+        .expect("a file event");
+    assert_eq!(first["outcome"], "indexed", "{first}");
+    let interrupted = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let rest: Vec<Value> = lines
+        .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+        .collect();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("stopping: finishing the current batch"),
+        "{stderr}"
+    );
+    let done = done_event(&rest);
+    assert_eq!(done["cancelled"], true, "{done}");
+    let indexed = done["indexed"].as_u64().unwrap();
+    assert!((1..600).contains(&indexed), "{done}");
+
+    // What was written stays, and a second run indexes exactly the rest.
+    let stats = world.json_lines(&["stats", "--json"]);
+    assert_eq!(stats[0]["images"].as_u64(), Some(indexed));
+    let resumed = world.json_lines(&["ingest", &many.to_string_lossy(), "--json"]);
+    let resumed = done_event(&resumed);
+    assert_eq!(
+        (resumed["indexed"].as_u64(), resumed["unchanged"].as_u64()),
+        (Some(600 - indexed), Some(indexed)),
+        "{resumed}"
+    );
 }
