@@ -16,10 +16,13 @@
 //! store's change log after the snapshot's watermark is replayed; anything
 //! wrong with the snapshot means a rebuild from the store.
 //!
-//! Maintenance (snapshots, compaction) never rides on a write: a write only
-//! signals the database's maintenance thread when one is due, and the
-//! thread does it while writes and searches go on (see [`Inner::snapshot`],
-//! [`Inner::compact`]). Dropping the last handle waits for the thread, then
+//! Maintenance (snapshots, compaction, refreshing the graph's search copy)
+//! never rides on a write: a write only signals the database's maintenance
+//! thread when one is due, and the thread does it while writes and searches
+//! go on (see [`Inner::snapshot`], [`Inner::compact`],
+//! [`VectorIndex::refresh`]). The one exception is back-pressure: a write
+//! refreshes the search copy itself when the rows it lacks pass a bound
+//! (see `crate::index`). Dropping the last handle waits for the thread, then
 //! writes a final snapshot.
 
 mod marker;
@@ -159,11 +162,14 @@ impl DbOptions {
         self
     }
 
-    /// Whether a thread owned by the database writes snapshots and compacts
-    /// the index when they are due. When off, the caller schedules them with
-    /// [`Db::checkpoint`] and [`Db::compact`] (a snapshot is still written
-    /// when the last handle is dropped). Either way, writes never do them.
-    /// Default: true.
+    /// Whether a thread owned by the database writes snapshots, compacts
+    /// the index and refreshes the graph's search copy when they are due.
+    /// When off, the caller schedules them with [`Db::checkpoint`] and
+    /// [`Db::compact`] (a snapshot is still written when the last handle is
+    /// dropped). Either way, writes never snapshot or compact; a write
+    /// refreshes the search copy only when the rows it lacks pass a bound
+    /// (four refresh sizes, see [`Stats::delta_points`]), so that searches
+    /// never scan an unbounded delta. Default: true.
     pub fn background_maintenance(mut self, on: bool) -> DbOptions {
         self.background = on;
         self
@@ -254,6 +260,10 @@ pub struct Stats {
     pub index_points: usize,
     /// Tombstoned points of the graph.
     pub tombstones: usize,
+    /// Points newer than the graph's search copy: every search scans them
+    /// exactly until the maintenance thread (or [`Db::checkpoint`])
+    /// refreshes the copy. A few thousand at most.
+    pub delta_points: usize,
     /// How the index was obtained on open.
     pub origin: IndexOrigin,
     /// The store's last sequence number.
@@ -586,7 +596,8 @@ impl Db {
     }
 
     /// Writes an index snapshot now (if anything changed since the last),
-    /// compacting first when tombstones passed the ratio; returns when it is
+    /// compacting first when tombstones passed the ratio, and refreshes the
+    /// graph's search copy if it is due; returns when the snapshot is
     /// durable. Writes and searches go on meanwhile; a snapshot the
     /// maintenance thread is writing is waited for first.
     pub fn checkpoint(&self) -> Result<()> {
@@ -613,6 +624,7 @@ impl Db {
             index_params: inner.index.params(),
             index_points,
             tombstones,
+            delta_points: inner.index.delta(),
             origin: inner.origin.clone(),
             last_seq: inner.writer().last_seq,
             store_bytes: inner.store.size_on_disk(),
@@ -812,11 +824,11 @@ impl Inner {
     }
 
     /// Counts changes the index took, and tells the maintenance thread when
-    /// they make a snapshot or a compaction due: all a write does about
-    /// maintenance.
+    /// they make a snapshot, a compaction or a refresh of the graph's search
+    /// copy due: all a write does about maintenance.
     fn count_unsnapshotted(&self, changes: u64) {
         self.unsnapshotted.fetch_add(changes, Ordering::SeqCst);
-        if self.snapshot_due() || self.compaction_due() {
+        if self.snapshot_due() || self.compaction_due() || self.index.refresh_due() {
             self.signal();
         }
     }
@@ -847,10 +859,13 @@ impl Inner {
     /// reports.
     fn maintain(&self) {
         let _maintenance = self.maintenance_lock();
+        // A snapshot refreshes the search copy as it dumps the graph, and a
+        // compaction builds a new one: the refresh alone is what is left.
         let done = self.compact().and_then(|compacted| {
             if compacted || self.snapshot_due() {
                 self.snapshot()
             } else {
+                self.index.refresh();
                 Ok(())
             }
         });
@@ -865,7 +880,9 @@ impl Inner {
     fn checkpoint(&self) -> Result<()> {
         let _maintenance = self.maintenance_lock();
         self.compact()?;
-        self.snapshot()
+        self.snapshot()?;
+        self.index.refresh();
+        Ok(())
     }
 
     /// Writes a snapshot if anything changed since the last one. The caller

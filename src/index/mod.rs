@@ -10,6 +10,11 @@
 //!   of its links (`flat.rs`) is what searches walk. The copy covers the rows
 //!   present when it was last refreshed; newer rows (the delta, at most a few
 //!   thousand) are scanned exactly by every search until the next refresh.
+//!   The refresh (a full copy, O(rows)) is maintenance: the database's
+//!   maintenance thread runs it ([`VectorIndex::refresh`]) when
+//!   [`VectorIndex::refresh_due`] says so, and a write runs it only when the
+//!   delta passed [`OVERDUE`] refresh sizes (no one refreshed: the thread is
+//!   busy compacting, or off).
 //!
 //! Every record change reaches the index as a [`Change`] after the store has
 //! committed it; the index never reads or writes the store. Searches take a
@@ -96,6 +101,12 @@ pub(crate) const EXACT_SCAN_ROWS: usize = 10_000;
 /// 1/256 of the rows if more: the delta scan then stays a small part of a
 /// search, and refreshing (a full copy) a small part of inserting.
 const DELTA_ROWS: usize = 1024;
+
+/// A write refreshes the flat copy itself once the delta is this many
+/// refresh sizes: the back-pressure that bounds what searches scan exactly
+/// when the maintenance thread cannot keep up (it is compacting) or there
+/// is none. With the thread running it is rare: it refreshes at one size.
+const OVERDUE: usize = 4;
 
 /// The attributes of an image that search filters test.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -190,9 +201,7 @@ impl Frozen<'_> {
         };
         let dumped = ready.dump(dir, basename);
         let flat = ready.flatten(index.params.m);
-        if index.read().flat.len() < flat.len() {
-            index.write().flat = flat.clone();
-        }
+        index.install(flat.clone());
         // The rows written meanwhile are left to the next writes (see
         // `VectorIndex::apply`): the graph must not stay held while the
         // thread inserts them, or every write would leave its rows behind.
@@ -476,27 +485,69 @@ impl VectorIndex {
             let state = self.read();
             state.rows.len() - state.flat.len() > 2 * delta_rows(state.rows.len())
         };
-        let graph = if wait {
+        let slot = if wait {
             self.graph()
         } else {
             match self.try_graph() {
-                Some(graph) => graph,
+                Some(slot) => slot,
                 None => return,
             }
         };
-        let GraphSlot::Ready(graph) = &*graph else {
+        let GraphSlot::Ready(graph) = &*slot else {
             unreachable!("try_graph() loads the graph")
         };
         // Its own rows and as many again of a backlog left by a snapshot: the
         // backlog drains over the next writes instead of stalling one.
         let limit = graph.len() + 2 * added;
         self.catch_up(graph, limit);
+        if self.delta() > OVERDUE * delta_rows(self.read().rows.len()) {
+            self.refresh_with(slot);
+        }
+    }
+
+    /// The rows the flat copy does not cover: every search scans them.
+    pub fn delta(&self) -> usize {
+        let state = self.read();
+        state.rows.len() - state.flat.len()
+    }
+
+    /// Whether the delta grew large enough for [`refresh`](Self::refresh).
+    pub fn refresh_due(&self) -> bool {
+        self.delta() > delta_rows(self.read().rows.len())
+    }
+
+    /// Refreshes the flat copy from the graph when it is due. Holds the
+    /// graph only while its links are copied out (writes meanwhile leave
+    /// their rows in the delta, see [`apply`](Self::apply)), and the state
+    /// lock only to swap the new copy in.
+    pub fn refresh(&self) {
+        if self.refresh_due() {
+            self.refresh_with(self.graph());
+        }
+    }
+
+    fn refresh_with(&self, slot: MutexGuard<'_, GraphSlot>) {
+        let GraphSlot::Ready(graph) = &*slot else {
+            unreachable!("graph() loads the graph")
+        };
+        let links = graph.links();
+        drop(slot);
+        self.install(FlatGraph::from_links(self.params.m, &links));
+    }
+
+    /// Swaps in a flat copy unless a newer one got there first. Whoever
+    /// calls this holds the writer or the maintenance lock, so a compaction
+    /// cannot replace the graph the copy was taken from in between.
+    fn install(&self, flat: FlatGraph) {
+        let mut state = self.write();
+        if state.flat.len() < flat.len() {
+            state.flat = flat;
+        }
     }
 
     /// Inserts the rows the graph lacks, up to row `limit`, into the graph
     /// (the slow part, without the state lock: searches go on, scanning the
-    /// new rows exactly), then refreshes the flat copy when the delta grew
-    /// large.
+    /// new rows exactly).
     fn catch_up(&self, graph: &Graph, limit: usize) {
         loop {
             let points: Vec<_> = {
@@ -510,14 +561,6 @@ impl VectorIndex {
                 break;
             }
             graph.insert(&points);
-        }
-        let (rows, covered) = {
-            let state = self.read();
-            (state.rows.len().min(graph.len()), state.flat.len())
-        };
-        if rows > covered && rows - covered > delta_rows(rows) {
-            let flat = graph.flatten(self.params.m);
-            self.write().flat = flat;
         }
     }
 
