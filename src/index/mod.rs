@@ -21,12 +21,12 @@
 //! read lock; writers take the write lock only to append rows or swap in a
 //! refreshed copy, and insert into hnsw_rs without blocking searches.
 //!
-//! The hnsw_rs graph holds rows `0..graph.len()`; rows appended while a
-//! snapshot holds the graph (to dump it) wait in the delta and are inserted
+//! The hnsw_rs graph holds rows `0..graphed`; rows appended while a
+//! snapshot or a refresh holds the graph wait in the delta and are inserted
 //! by the next writes, each taking its own rows and as many again, so a
-//! write waits for a snapshot only when the delta grew past twice its
-//! refresh size (a bound on what searches scan exactly, and back-pressure
-//! on a writer faster than the graph).
+//! write waits for the graph only when the rows it lacks grew past twice
+//! the refresh size (a bound on what searches scan exactly, and
+//! back-pressure on a writer faster than the graph).
 
 pub(crate) mod distance;
 pub(crate) mod flat;
@@ -219,6 +219,10 @@ pub(crate) struct State {
     pub scales: Vec<f32>,
     /// The walkable copy of the graph's links, over rows `0..flat.len()`.
     pub flat: FlatGraph,
+    /// The rows the hnsw_rs graph holds (`0..graphed`), kept here so that
+    /// writers and the maintenance thread can tell what a refresh would
+    /// gain without taking the graph.
+    pub graphed: usize,
     pub by_id: HashMap<ImageId, usize>,
     pub dead: usize,
     /// The sequence number of the last batch applied.
@@ -226,6 +230,7 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// A state whose graph holds every one of `rows`.
     fn new(
         rows: Vec<Row>,
         vectors: Vec<f32>,
@@ -236,6 +241,7 @@ impl State {
         let (codes, scales): (Vec<Vec<i8>>, Vec<f32>) =
             vectors.par_chunks(dim.max(1)).map(quantize_parts).unzip();
         State {
+            graphed: rows.len(),
             by_id: rows
                 .iter()
                 .enumerate()
@@ -421,6 +427,8 @@ impl VectorIndex {
                     build_graph(self.params, &self.read().vectors, self.dim)
                 }
             };
+            // A graph rebuilt from the vectors holds rows a snapshot's lacked.
+            self.write().graphed = graph.len();
             *slot = GraphSlot::Ready(graph);
         }
         slot
@@ -476,14 +484,14 @@ impl VectorIndex {
             // Above all, do not reload a stored graph for nothing.
             return;
         }
-        // While a snapshot holds the graph to dump it, the new rows wait in
-        // the exactly scanned delta; once the delta is twice what a refresh
-        // allows, the write waits for the graph instead. That bounds both
-        // what searches scan and what a snapshot leaves behind, and keeps a
-        // writer from outrunning the graph.
+        // While a snapshot or a refresh holds the graph, the new rows wait in
+        // the exactly scanned delta; once the rows the graph lacks are twice
+        // a refresh size, the write waits for the graph instead. That bounds
+        // both what searches scan and what a snapshot leaves behind, and
+        // keeps a writer from outrunning the graph.
         let wait = {
             let state = self.read();
-            state.rows.len() - state.flat.len() > 2 * delta_rows(state.rows.len())
+            state.rows.len() - state.graphed > 2 * delta_rows(state.rows.len())
         };
         let slot = if wait {
             self.graph()
@@ -500,9 +508,16 @@ impl VectorIndex {
         // backlog drains over the next writes instead of stalling one.
         let limit = graph.len() + 2 * added;
         self.catch_up(graph, limit);
-        if self.delta() > OVERDUE * delta_rows(self.read().rows.len()) {
+        if self.unrefreshed() > OVERDUE * delta_rows(self.read().rows.len()) {
             self.refresh_with(slot);
         }
+    }
+
+    /// The rows the graph holds that the flat copy lacks: what a refresh
+    /// would add to the copy.
+    fn unrefreshed(&self) -> usize {
+        let state = self.read();
+        state.graphed - state.flat.len()
     }
 
     /// The rows the flat copy does not cover: every search scans them.
@@ -511,9 +526,12 @@ impl VectorIndex {
         state.rows.len() - state.flat.len()
     }
 
-    /// Whether the delta grew large enough for [`refresh`](Self::refresh).
+    /// Whether the graph got far enough ahead of the flat copy for
+    /// [`refresh`](Self::refresh). Rows the graph does not hold yet do not
+    /// count: a refresh could not add them, and counting them would keep
+    /// the refresh holding the graph that they wait for.
     pub fn refresh_due(&self) -> bool {
-        self.delta() > delta_rows(self.read().rows.len())
+        self.unrefreshed() > delta_rows(self.read().rows.len())
     }
 
     /// Refreshes the flat copy from the graph when it is due. Holds the
@@ -561,6 +579,7 @@ impl VectorIndex {
                 break;
             }
             graph.insert(&points);
+            self.write().graphed = graph.len();
         }
     }
 
