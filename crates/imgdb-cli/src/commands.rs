@@ -85,9 +85,16 @@ pub fn dupes(cli: &Cli, args: &DupesArgs, out: &mut Out) -> Result<()> {
 
 pub fn reindex(cli: &Cli, out: &mut Out) -> Result<()> {
     let encoder = encoder(cli, Towers::Both)?;
-    let report = Db::reindex(&db_path(cli), &encoder, |done, total| {
+    let db = Db::open(db_path(cli))?;
+    let cancel = stop_on_ctrl_c("stopping: the old database is kept (Ctrl-C again to quit now)");
+    let report = db.reindex(&encoder, &cancel, |done, total| {
         tracing::info!("re-encoded {done}/{total}");
     })?;
+    db.close()?;
+    if report.cancelled {
+        out.line("cancelled: the database was kept as it was")?;
+        return Ok(());
+    }
     out.line(format!("re-encoded {} images", report.reindexed))?;
     for (path, reason) in &report.dropped {
         eprintln!("dropped {}: {reason}", path.display());
@@ -195,18 +202,24 @@ fn read_labels(path: &Path) -> Result<Vec<String>> {
     Ok(labels)
 }
 
-pub fn ingest(cli: &Cli, args: &IngestArgs, out: &mut Out) -> Result<()> {
-    let encoder = encoder(cli, Towers::Both)?;
-    let db = Db::open_or_create(db_path(cli), encoder.space().clone())?;
+/// A token the first Ctrl-C cancels (saying `message`: the command stops at
+/// its next safe point); the second quits at once.
+fn stop_on_ctrl_c(message: &'static str) -> CancelToken {
     let cancel = CancelToken::new();
     let flag = cancel.clone();
-    // First Ctrl-C: finish cleanly (what is written stays); second: quit.
     let _ = ctrlc::set_handler(move || {
         if flag.cancel() {
             std::process::exit(130);
         }
-        eprintln!("stopping: finishing the current batch (Ctrl-C again to quit now)");
+        eprintln!("{message}");
     });
+    cancel
+}
+
+pub fn ingest(cli: &Cli, args: &IngestArgs, out: &mut Out) -> Result<()> {
+    let encoder = encoder(cli, Towers::Both)?;
+    let db = Db::open_or_create(db_path(cli), encoder.space().clone())?;
+    let cancel = stop_on_ctrl_c("stopping: finishing the current batch (Ctrl-C again to quit now)");
     let defaults = IngestOptions::default();
     let options = IngestOptions {
         workers: args.workers.unwrap_or(defaults.workers),
