@@ -69,8 +69,9 @@ pub use db::{
 };
 pub use dupes::DuplicateGroup;
 pub use error::{
-    Error, ErrorKind, ExchangeError, ExchangeProblem, FailureReason, HubError, ImageError,
-    ModelError, ModelProblem, Result, TensorRole, TowerKind, VectorProblem,
+    Corruption, Error, ErrorKind, ExchangeError, ExchangeProblem, FailureReason, HubError,
+    ImageError, ModelError, ModelProblem, ReindexConflict, Result, SnapshotError, StoreError,
+    TensorRole, TowerKind, VectorProblem,
 };
 pub use exchange::{ExportOptions, ExportReport};
 pub use filter::Filter;

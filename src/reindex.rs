@@ -1,10 +1,10 @@
 //! Re-encoding a database with another model (`imgdb reindex`), keeping
 //! every image's id, files, tags and times.
 //!
-//! This module only re-encodes: the new database is built and swapped in,
-//! crash-safely, by [`Db::rebuild`] (`src/db/swap.rs`).
+//! This module only re-encodes: the new database is built and swapped in
+//! under the open handle, crash-safely, by `Db::rebuild` (`src/db/swap.rs`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use rayon::prelude::*;
 
@@ -29,31 +29,29 @@ pub struct ReindexReport {
 }
 
 impl Db {
-    /// Re-encodes every image of the database at `path` with `encoder` (a
-    /// new model) and swaps the result in. `progress` gets (done, total).
-    /// The database must not be open. Same as [`reindex_cancellable`]
-    /// with a token nobody cancels.
+    /// Re-encodes every image with `encoder` (a new model) into a new
+    /// database and swaps it in under this handle and all its clones, keeping
+    /// ids, files, tags and times. Queries go on meanwhile, answered by the
+    /// old database until the swap; writes fail with [`Error::InUse`] until
+    /// it is done. `progress` gets (done, total). Stops between batches once
+    /// `cancel` is cancelled: the partial new database is discarded and the
+    /// old one kept, taking writes again (the report says `cancelled`).
     ///
-    /// [`reindex_cancellable`]: Db::reindex_cancellable
+    /// The swap waits for calls under way on the old database, and new calls
+    /// wait for the swap (the old database is closed first, then the new one
+    /// opened under the path); a crash during it is finished by the next
+    /// open. A call still holding the old database after 30 s (a
+    /// [`records`](Db::records) iterator kept through the reindex) makes
+    /// the reindex fail with [`Error::InUse`], the old database kept. See
+    /// `src/db/swap.rs`.
     pub fn reindex(
-        path: &Path,
-        encoder: &Encoder,
-        progress: impl FnMut(usize, usize) + Send,
-    ) -> Result<ReindexReport> {
-        Db::reindex_cancellable(path, encoder, &CancelToken::new(), progress)
-    }
-
-    /// [`reindex`](Db::reindex), stopping between batches once `cancel` is
-    /// cancelled: the partial new database is discarded and the old one
-    /// kept (the report says `cancelled`).
-    pub fn reindex_cancellable(
-        path: &Path,
+        &self,
         encoder: &Encoder,
         cancel: &CancelToken,
         progress: impl FnMut(usize, usize) + Send,
     ) -> Result<ReindexReport> {
         let mut report = ReindexReport::default();
-        let swapped = Db::rebuild(path, encoder.space(), |old, new| {
+        let swapped = self.rebuild(encoder.space(), |old, new| {
             reencode(old, new, encoder, cancel, progress, &mut report)?;
             Ok(!cancel.is_cancelled())
         })?;

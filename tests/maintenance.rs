@@ -139,3 +139,69 @@ fn compaction_in_the_background_keeps_every_live_image() {
     }
     assert!(db.verify().unwrap().is_clean());
 }
+
+/// Polls `db` until the graph's search copy lags by at most `rows`.
+fn wait_for_delta_at_most(db: &Db, rows: usize) -> usize {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let delta = db.stats().unwrap().delta_points;
+        if delta <= rows || std::time::Instant::now() > deadline {
+            return delta;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_maintenance_thread_refreshes_the_search_copy_and_searches_walk_it() {
+    seed("background refresh", 0);
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Faulty::new();
+    // No snapshot (it refreshes too) and no exact scan: what is found below
+    // was found by walking the copy the thread refreshed.
+    let db = options(&storage)
+        .snapshot_every(1_000_000)
+        .exact_scan_rows(0)
+        .open(dir.path().join("db"))
+        .unwrap();
+    let ids: Vec<ImageId> = (0..3000)
+        .step_by(64)
+        .flat_map(|start| insert(&db, start..(start + 64).min(3000)))
+        .collect();
+    // Writes refresh the copy themselves only past four refresh sizes (4096
+    // rows here): a smaller delta after 3000 rows is the thread's work.
+    let delta = wait_for_delta_at_most(&db, 1100);
+    assert!(delta <= 1100, "the copy still lacks {delta} rows");
+    let covered = 3000 - delta as u64;
+    for n in (0..covered).step_by(97) {
+        assert_eq!(nearest(&db, n), ids[n as usize], "image {n}");
+    }
+    assert!(db.verify().unwrap().is_clean());
+}
+
+#[test]
+fn without_the_thread_a_write_bounds_the_delta_and_a_checkpoint_refreshes() {
+    seed("bounded delta", 0);
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Faulty::new();
+    let db = options(&storage)
+        .background_maintenance(false)
+        .snapshot_every(1_000_000)
+        .exact_scan_rows(0)
+        .open(dir.path().join("db"))
+        .unwrap();
+    let mut ids = Vec::new();
+    for start in (0..6000).step_by(64) {
+        ids.extend(insert(&db, start..(start + 64).min(6000)));
+        let delta = db.stats().unwrap().delta_points;
+        assert!(delta <= 4 * 1024 + 64, "{delta} rows after {start}");
+    }
+    for n in (0..6000).step_by(151) {
+        assert_eq!(nearest(&db, n), ids[n as usize], "image {n}");
+    }
+    db.checkpoint().unwrap();
+    assert_eq!(db.stats().unwrap().delta_points, 0);
+    for n in (0..6000).step_by(151) {
+        assert_eq!(nearest(&db, n), ids[n as usize], "image {n}");
+    }
+}

@@ -57,7 +57,7 @@ fn reopening_after_a_checkpoint_loads_the_snapshot_and_answers_the_same() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     let db = graph_only().open(&path).unwrap();
-    assert_eq!(*db.index_origin(), IndexOrigin::Created);
+    assert_eq!(db.index_origin(), IndexOrigin::Created);
     fill(&db, 0..1500);
     let before = answers(&db, seed);
     db.checkpoint().unwrap();
@@ -122,7 +122,7 @@ fn changes_after_the_snapshot_are_replayed_from_the_log() {
     let db = graph_only().open(&path).unwrap();
     // 100 inserts and 10 deletes came after the snapshot.
     assert_eq!(
-        *db.index_origin(),
+        db.index_origin(),
         IndexOrigin::Snapshot {
             watermark: 1,
             replayed: 110
@@ -228,7 +228,7 @@ fn a_damaged_snapshot_means_a_rebuild_with_the_same_results() {
     fs::remove_dir_all(snapshot_dir(&path)).unwrap();
     let db = exact().open(&path).unwrap();
     assert_eq!(
-        *db.index_origin(),
+        db.index_origin(),
         IndexOrigin::Rebuilt {
             reason: RebuildReason::NoSnapshot
         }
@@ -253,7 +253,7 @@ fn a_snapshot_from_another_database_is_refused() {
     copy_dir(&theirs, &ours);
     let db_b = graph_only().open(&b).unwrap();
     assert_eq!(
-        *db_b.index_origin(),
+        db_b.index_origin(),
         IndexOrigin::Rebuilt {
             reason: RebuildReason::ForeignDatabase
         }

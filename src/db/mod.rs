@@ -10,16 +10,24 @@
 //! <db>/index/         HNSW snapshot                         — crate::index::snapshot
 //! ```
 //!
+//! A [`Db`] and its clones share the database open now ([`Open`]: the
+//! [`Inner`] state and its maintenance thread); every call takes it once
+//! and works on it to the end, which is what lets a reindex
+//! (`swap.rs`) replace it under the handle while queries go on.
+//!
 //! Writes are serialised by one writer lock: each batch is committed to the
 //! store (durable on return), then applied to the in-memory index. Reads take
 //! no writer lock. On open, the index is loaded from its snapshot and the
 //! store's change log after the snapshot's watermark is replayed; anything
 //! wrong with the snapshot means a rebuild from the store.
 //!
-//! Maintenance (snapshots, compaction) never rides on a write: a write only
-//! signals the database's maintenance thread when one is due, and the
-//! thread does it while writes and searches go on (see [`Inner::snapshot`],
-//! [`Inner::compact`]). Dropping the last handle waits for the thread, then
+//! Maintenance (snapshots, compaction, refreshing the graph's search copy)
+//! never rides on a write: a write only signals the database's maintenance
+//! thread when one is due, and the thread does it while writes and searches
+//! go on (see [`Inner::snapshot`], [`Inner::compact`],
+//! [`VectorIndex::refresh`]). The one exception is back-pressure: a write
+//! refreshes the search copy itself when the rows it lacks pass a bound
+//! (see `crate::index`). Dropping the last handle waits for the thread, then
 //! writes a final snapshot.
 
 pub(crate) mod marker;
@@ -31,8 +39,8 @@ mod write;
 use std::collections::HashSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, Weak};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Sender, TrySendError};
@@ -41,14 +49,15 @@ use tracing::{info, warn};
 pub use verify::{Problem, VerifyReport};
 pub use write::{NewImage, WriteBatch, WriteOp};
 
-use crate::error::{Corruption, Error, Result};
+use crate::error::{Corruption, Error, ReindexConflict, Result};
 use crate::filter::Filter;
 use crate::fsio::{LocalStorage, Storage};
 use crate::index::snapshot::{self, Identity, RebuildReason};
 use crate::index::{Change, IndexParams, RowAttrs, VectorIndex};
 use crate::space::EmbeddingSpace;
-use crate::store::record::{ContentHash, ImageId, ImageRecord, Timestamp, path_to_bytes};
+use crate::store::record::{ImageRecord, path_to_bytes};
 use crate::store::{Batch, Failure, Store, StoredIndexParams};
+use crate::types::{ContentHash, ImageId, Timestamp};
 use marker::{FORMAT_MARKER_FILE, FORMAT_VERSION};
 
 const STORE_DIR: &str = "store";
@@ -160,11 +169,14 @@ impl DbOptions {
         self
     }
 
-    /// Whether a thread owned by the database writes snapshots and compacts
-    /// the index when they are due. When off, the caller schedules them with
-    /// [`Db::checkpoint`] and [`Db::compact`] (a snapshot is still written
-    /// when the last handle is dropped). Either way, writes never do them.
-    /// Default: true.
+    /// Whether a thread owned by the database writes snapshots, compacts
+    /// the index and refreshes the graph's search copy when they are due.
+    /// When off, the caller schedules them with [`Db::checkpoint`] and
+    /// [`Db::compact`] (a snapshot is still written when the last handle is
+    /// dropped). Either way, writes never snapshot or compact; a write
+    /// refreshes the search copy only when the rows it lacks pass a bound
+    /// (four refresh sizes, see [`Stats::delta_points`]), so that searches
+    /// never scan an unbounded delta. Default: true.
     pub fn background_maintenance(mut self, on: bool) -> DbOptions {
         self.background = on;
         self
@@ -180,40 +192,52 @@ impl DbOptions {
 
     /// Opens the database at `path`.
     pub fn open(self, path: impl AsRef<Path>) -> Result<Db> {
-        self.index.validate()?;
-        let background = self.background;
-        let (sender, receiver) = crossbeam_channel::bounded(1);
-        let (inner, snapshot_now) =
-            Inner::open(path.as_ref(), self, background.then(|| sender.clone()))?;
-        let inner = Arc::new(inner);
-        let maintenance = if background {
-            let weak = Arc::downgrade(&inner);
-            let thread = std::thread::Builder::new()
-                .name("imgdb-maintenance".into())
-                .spawn(move || maintenance_thread(weak, receiver))
-                .map_err(Error::io(path.as_ref()))?;
-            Maintenance {
-                sender: Some(sender),
-                thread: Some(thread),
-            }
-        } else {
-            Maintenance {
-                sender: None,
-                thread: None,
-            }
-        };
-        if snapshot_now {
-            if background {
-                inner.signal();
-            } else {
-                inner.checkpoint()?;
-            }
-        }
+        let path = path.as_ref();
+        let open = open_database(path, self.clone())?;
         Ok(Db {
-            _maintenance: Arc::new(maintenance),
-            inner,
+            shared: Arc::new(Shared {
+                path: path.to_path_buf(),
+                options: self,
+                current: RwLock::new(Slot::Open(Arc::new(open))),
+            }),
         })
     }
+}
+
+/// Opens the database at `path` and starts its maintenance thread.
+fn open_database(path: &Path, options: DbOptions) -> Result<Open> {
+    options.index.validate()?;
+    let background = options.background;
+    let (sender, receiver) = crossbeam_channel::bounded(1);
+    let (inner, snapshot_now) = Inner::open(path, options, background.then(|| sender.clone()))?;
+    let inner = Arc::new(inner);
+    let maintenance = if background {
+        let weak = Arc::downgrade(&inner);
+        let thread = std::thread::Builder::new()
+            .name("imgdb-maintenance".into())
+            .spawn(move || maintenance_thread(weak, receiver))
+            .map_err(Error::io(path))?;
+        Maintenance {
+            sender: Some(sender),
+            thread: Some(thread),
+        }
+    } else {
+        Maintenance {
+            sender: None,
+            thread: None,
+        }
+    };
+    if snapshot_now {
+        if background {
+            inner.signal();
+        } else {
+            inner.checkpoint()?;
+        }
+    }
+    Ok(Open {
+        _maintenance: maintenance,
+        inner,
+    })
 }
 
 /// How the in-memory index came to be, on open.
@@ -255,6 +279,10 @@ pub struct Stats {
     pub index_points: usize,
     /// Tombstoned points of the graph.
     pub tombstones: usize,
+    /// Points newer than the graph's search copy: every search scans them
+    /// exactly until the maintenance thread (or [`Db::checkpoint`])
+    /// refreshes the copy. A few thousand at most.
+    pub delta_points: usize,
     /// How the index was obtained on open.
     pub origin: IndexOrigin,
     /// The store's last sequence number.
@@ -302,13 +330,51 @@ pub struct Hit {
 
 /// An imgdb database: `Send + Sync` and cheap to clone; clones share one
 /// open database. The database is checkpointed when the last clone drops.
+///
+/// A reindex ([`Db::reindex`]) replaces the open database under every
+/// clone: each call works on the database open when it started, so a query
+/// running during the swap finishes on the old one.
 #[derive(Clone)]
 pub struct Db {
+    shared: Arc<Shared>,
+}
+
+/// What the clones of a [`Db`] share.
+struct Shared {
+    path: PathBuf,
+    /// What it was opened with: a reindex opens its new database with them.
+    options: DbOptions,
+    current: RwLock<Slot>,
+}
+
+/// The database the clones of a [`Db`] work on.
+enum Slot {
+    Open(Arc<Open>),
+    /// A reindex swapped the folders in but the new database did not open
+    /// (the error was returned by [`Db::reindex`]); what it was is kept for
+    /// the accessors that cannot fail. Opening the path again retries.
+    Lost {
+        space: EmbeddingSpace,
+        origin: IndexOrigin,
+    },
+}
+
+/// An open database and its maintenance thread. Every call holds one for
+/// its duration (see [`Db::current`]); the last holder closes it.
+struct Open {
     // First: dropped (the thread stopped and joined) before `inner`, so that
-    // the last handle's drop waits for a running snapshot and then finds no
+    // the last holder's drop waits for a running snapshot and then finds no
     // other owner of the database.
-    _maintenance: Arc<Maintenance>,
+    _maintenance: Maintenance,
     inner: Arc<Inner>,
+}
+
+impl std::ops::Deref for Open {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
 }
 
 /// What the maintenance thread is told.
@@ -368,6 +434,10 @@ struct Inner {
     maintenance: Mutex<()>,
     /// Signals the maintenance thread (none when the caller schedules).
     signal: Option<Sender<Task>>,
+    /// Set while a reindex re-encodes this database: writes are refused
+    /// (checked under the writer lock), since they would not reach the new
+    /// one.
+    reindexing: AtomicBool,
     // Last: released after everything else is closed.
     _lock: std::fs::File,
 }
@@ -398,66 +468,60 @@ impl Db {
         DbOptions::new()
     }
 
-    /// The database directory.
-    pub fn path(&self) -> &Path {
-        &self.inner.root
+    fn slot(&self) -> RwLockReadGuard<'_, Slot> {
+        // Replaced whole, under the write lock: never seen half-done.
+        self.shared
+            .current
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The embedding space recorded at creation.
-    pub fn space(&self) -> &EmbeddingSpace {
-        &self.inner.space
+    /// The database open now. A call takes it once and works on it to the
+    /// end (taking it again inside a call could wait on a reindex's swap,
+    /// which waits for the call).
+    fn current(&self) -> Result<Arc<Open>> {
+        match &*self.slot() {
+            Slot::Open(open) => Ok(open.clone()),
+            Slot::Lost { .. } => Err(Error::NotFound {
+                path: self.shared.path.clone(),
+            }),
+        }
+    }
+
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// The embedding space recorded at creation (or by the last reindex).
+    pub fn space(&self) -> EmbeddingSpace {
+        match &*self.slot() {
+            Slot::Open(open) => open.space.clone(),
+            Slot::Lost { space, .. } => space.clone(),
+        }
     }
 
     /// Fails with [`Error::SpaceMismatch`] unless `space` is the database's.
     pub fn check_space(&self, space: &EmbeddingSpace) -> Result<()> {
-        if *space != self.inner.space {
-            return Err(Error::SpaceMismatch {
-                path: self.inner.root.clone(),
-                stored: Box::new(self.inner.space.clone()),
-                given: Box::new(space.clone()),
-            });
-        }
-        Ok(())
+        self.current()?.check_space(space)
     }
 
-    /// How the index was obtained when this database was opened.
-    pub fn index_origin(&self) -> &IndexOrigin {
-        &self.inner.origin
+    /// How the index was obtained when this database was opened (or
+    /// reopened by the last reindex).
+    pub fn index_origin(&self) -> IndexOrigin {
+        match &*self.slot() {
+            Slot::Open(open) => open.origin.clone(),
+            Slot::Lost { origin, .. } => origin.clone(),
+        }
     }
 
     /// Applies a batch atomically: when this returns `Ok`, every operation
     /// is durable and visible to searches; on `Err`, none is. Vectors must be
     /// of `space` (the database's). Returns, per operation, the image it
-    /// concerned.
+    /// concerned. While a [reindex](Db::reindex) runs, writes fail with
+    /// [`Error::Reindexing`].
     pub fn write(&self, space: &EmbeddingSpace, batch: WriteBatch) -> Result<Vec<Option<ImageId>>> {
-        self.check_space(space)?;
-        let inner = &*self.inner;
-        let mut writer = inner.writer();
-        let mut pending = write::Pending::new(&inner.store, inner.index.dim(), writer.next_id);
-        let ids = batch
-            .ops
-            .into_iter()
-            .map(|op| pending.apply(op))
-            .collect::<Result<Vec<_>>>()?;
-        let seq = writer.last_seq + 1;
-        let batch = pending.into_batch(seq);
-        if batch.is_empty() {
-            return Ok(ids);
-        }
-        if let Err(e) = inner.store.commit(seq, &batch) {
-            // The commit may or may not have reached the store: take its
-            // counters and changes from the store itself.
-            inner.resync(&mut writer)?;
-            return Err(e);
-        }
-        writer.last_seq = seq;
-        if let Some(next_id) = batch.next_id {
-            writer.next_id = next_id;
-        }
-        inner.index.apply(&index_changes(&batch), seq);
-        drop(writer);
-        inner.count_unsnapshotted((batch.puts.len() + batch.deletes.len()) as u64);
-        Ok(ids)
+        self.current()?.write(space, batch)
     }
 
     /// Inserts images (see [`WriteOp::Insert`]) in one batch; returns their ids.
@@ -472,16 +536,11 @@ impl Db {
 
     /// Deletes images; returns how many existed.
     pub fn delete(&self, ids: &[ImageId]) -> Result<usize> {
+        let inner = self.current()?;
         let existing: Vec<ImageId> = ids
             .iter()
             .copied()
-            .filter(|&id| {
-                self.inner
-                    .store
-                    .record(id)
-                    .map(|r| r.is_some())
-                    .unwrap_or(true)
-            })
+            .filter(|&id| inner.store.record(id).map(|r| r.is_some()).unwrap_or(true))
             .collect();
         let batch = WriteBatch::from(
             existing
@@ -489,68 +548,76 @@ impl Db {
                 .map(|&id| WriteOp::Delete { id })
                 .collect::<Vec<_>>(),
         );
-        self.write(&self.inner.space.clone(), batch)?;
+        inner.write(&inner.space.clone(), batch)?;
         Ok(existing.len())
     }
 
     /// The image with this id.
     pub fn get(&self, id: ImageId) -> Result<Option<ImageRecord>> {
-        self.inner.store.record(id)
+        self.current()?.store.record(id)
     }
 
     /// The image one of whose files is at this canonical path.
     pub fn get_by_path(&self, path: &Path) -> Result<Option<ImageRecord>> {
-        match self.inner.store.id_by_path(path)? {
-            Some(id) => self.get(id),
+        let inner = self.current()?;
+        match inner.store.id_by_path(path)? {
+            Some(id) => inner.store.record(id),
             None => Ok(None),
         }
     }
 
     /// The images with this content.
     pub fn ids_by_hash(&self, hash: &ContentHash) -> Result<Vec<ImageId>> {
-        self.inner.store.ids_by_hash(hash)
+        self.current()?.store.ids_by_hash(hash)
     }
 
     /// Every indexed (path, id) pair under a folder (every pair for `/`).
     pub fn paths_under(&self, folder: &Path) -> Result<Vec<(PathBuf, ImageId)>> {
-        self.inner.store.paths_under(&folder_prefix(folder))
+        self.current()?.store.paths_under(&folder_prefix(folder))
     }
 
-    /// Every image, in id order.
+    /// Every image, in id order. The iterator holds the database open now:
+    /// a reindex's swap waits for it to be dropped.
     pub fn records(&self) -> impl Iterator<Item = Result<ImageRecord>> + '_ {
-        self.inner.store.records()
+        let records: Box<dyn Iterator<Item = Result<ImageRecord>> + Send> = match self.current() {
+            Ok(open) => Box::new(Records(RecordsCell::new(open, |open| {
+                Box::new(open.store.records())
+            }))),
+            Err(e) => Box::new(std::iter::once(Err(e))),
+        };
+        records
     }
 
     /// Every label in use, with the number of images carrying it.
     pub fn labels(&self) -> Result<Vec<(String, usize)>> {
-        self.inner.store.labels()
+        self.current()?.store.labels()
     }
 
     /// The recorded failure of a file.
     pub fn failure(&self, path: &Path) -> Result<Option<Failure>> {
-        self.inner.store.failure(path)
+        self.current()?.store.failure(path)
     }
 
     /// Every recorded failure, in path order.
     pub fn failures(&self) -> Result<Vec<(PathBuf, Failure)>> {
-        self.inner.store.failures()
+        self.current()?.store.failures()
     }
 
     /// The indexed vector of an image.
     pub fn vector(&self, id: ImageId) -> Option<Vec<f32>> {
-        self.inner.index.vector_of(id)
+        self.current().ok()?.index.vector_of(id)
     }
 
     /// The images nearest to `vector` by cosine similarity, best first.
     /// `vector` need not be normalised.
     pub fn search(&self, vector: &[f32], options: &SearchOptions) -> Result<Vec<Hit>> {
-        let inner = &*self.inner;
+        let inner = self.current()?;
         let query = crate::vector::normalized_to(vector, inner.index.dim())?;
         let ef = options.ef.unwrap_or(inner.options.index.ef_search).max(1);
         let hits = if options.filter.is_empty() {
             inner.index.search(&query, options.k, ef, None)
         } else {
-            let allowed = self.allowed_ids(&options.filter)?;
+            let allowed = inner.allowed_ids(&options.filter)?;
             let accept = |id: ImageId, attrs: &RowAttrs| {
                 allowed.as_ref().is_none_or(|set| set.contains(&id))
                     && options.filter.accepts(attrs)
@@ -564,47 +631,27 @@ impl Db {
             .collect())
     }
 
-    /// The ids the folder and tag parts of a filter allow (`None`: all).
-    fn allowed_ids(&self, filter: &Filter) -> Result<Option<HashSet<ImageId>>> {
-        let mut allowed: Option<HashSet<ImageId>> = None;
-        if let Some(folder) = &filter.under {
-            allowed = Some(self.inner.store.ids_under(&folder_prefix(folder))?);
-        }
-        if let Some(tag) = &filter.tag {
-            let tagged: HashSet<ImageId> = self
-                .inner
-                .store
-                .ids_tagged(tag)?
-                .into_iter()
-                .map(|(id, _)| id)
-                .collect();
-            allowed = Some(match allowed {
-                Some(set) => set.intersection(&tagged).copied().collect(),
-                None => tagged,
-            });
-        }
-        Ok(allowed)
-    }
-
     /// Writes an index snapshot now (if anything changed since the last),
-    /// compacting first when tombstones passed the ratio; returns when it is
+    /// compacting first when tombstones passed the ratio, and refreshes the
+    /// graph's search copy if it is due; returns when the snapshot is
     /// durable. Writes and searches go on meanwhile; a snapshot the
     /// maintenance thread is writing is waited for first.
     pub fn checkpoint(&self) -> Result<()> {
-        self.inner.checkpoint()
+        self.current()?.checkpoint()
     }
 
     /// Rebuilds the graph without its tombstones when they reach the
     /// compaction ratio; returns whether it did. Searches and writes go on
     /// meanwhile (writes wait only while the new graph is swapped in).
     pub fn compact(&self) -> Result<bool> {
-        let _maintenance = self.inner.maintenance_lock();
-        self.inner.compact()
+        let inner = self.current()?;
+        let _maintenance = inner.maintenance_lock();
+        inner.compact()
     }
 
     /// Figures about the database.
     pub fn stats(&self) -> Result<Stats> {
-        let inner = &*self.inner;
+        let inner = self.current()?;
         let (index_points, tombstones) = inner.index.counts();
         Ok(Stats {
             images: inner.store.record_count(),
@@ -614,6 +661,7 @@ impl Db {
             index_params: inner.index.params(),
             index_points,
             tombstones,
+            delta_points: inner.index.delta(),
             origin: inner.origin.clone(),
             last_seq: inner.writer().last_seq,
             store_bytes: inner.store.size_on_disk(),
@@ -624,14 +672,38 @@ impl Db {
 
     /// Checks the database's consistency (see [`VerifyReport`]).
     pub fn verify(&self) -> Result<VerifyReport> {
-        let _writer = self.inner.writer();
-        verify::verify(&self.inner.store, &self.inner.index)
+        let inner = self.current()?;
+        let _writer = inner.writer();
+        verify::verify(&inner.store, &inner.index)
     }
 
     /// Checkpoints and closes this handle (other clones stay open).
     /// Dropping does the same but can only log errors.
     pub fn close(self) -> Result<()> {
         self.checkpoint()
+    }
+}
+
+/// A boxed iterator over a store's records.
+type RecordIter<'a> = Box<dyn Iterator<Item = Result<ImageRecord>> + Send + 'a>;
+
+self_cell::self_cell!(
+    /// [`Db::records`]' iterator beside the open database it borrows, so
+    /// that a reindex cannot close the database under it.
+    struct RecordsCell {
+        owner: Arc<Open>,
+        #[not_covariant]
+        dependent: RecordIter,
+    }
+);
+
+struct Records(RecordsCell);
+
+impl Iterator for Records {
+    type Item = Result<ImageRecord>;
+
+    fn next(&mut self) -> Option<Result<ImageRecord>> {
+        self.0.with_dependent_mut(|_, records| records.next())
     }
 }
 
@@ -775,9 +847,98 @@ impl Inner {
             unsnapshotted: AtomicU64::new(unsnapshotted),
             maintenance: Mutex::new(()),
             signal,
+            reindexing: AtomicBool::new(false),
             _lock: lock,
         };
         Ok((inner, snapshot_now))
+    }
+
+    /// Fails with [`Error::SpaceMismatch`] unless `space` is this database's.
+    fn check_space(&self, space: &EmbeddingSpace) -> Result<()> {
+        if *space != self.space {
+            return Err(Error::SpaceMismatch {
+                path: self.root.clone(),
+                stored: Box::new(self.space.clone()),
+                given: Box::new(space.clone()),
+            });
+        }
+        Ok(())
+    }
+
+    /// [`Db::write`] on this database.
+    fn write(&self, space: &EmbeddingSpace, batch: WriteBatch) -> Result<Vec<Option<ImageId>>> {
+        self.check_space(space)?;
+        let mut writer = self.writer();
+        if self.reindexing.load(Ordering::SeqCst) {
+            return Err(Error::Reindexing {
+                path: self.root.clone(),
+                during: ReindexConflict::Write,
+            });
+        }
+        let mut pending = write::Pending::new(&self.store, self.index.dim(), writer.next_id);
+        let ids = batch
+            .ops
+            .into_iter()
+            .map(|op| pending.apply(op))
+            .collect::<Result<Vec<_>>>()?;
+        let seq = writer.last_seq + 1;
+        let batch = pending.into_batch(seq);
+        if batch.is_empty() {
+            return Ok(ids);
+        }
+        if let Err(e) = self.store.commit(seq, &batch) {
+            // The commit may or may not have reached the store: take its
+            // counters and changes from the store itself.
+            self.resync(&mut writer)?;
+            return Err(e);
+        }
+        writer.last_seq = seq;
+        if let Some(next_id) = batch.next_id {
+            writer.next_id = next_id;
+        }
+        self.index.apply(&index_changes(&batch), seq);
+        drop(writer);
+        self.count_unsnapshotted((batch.puts.len() + batch.deletes.len()) as u64);
+        Ok(ids)
+    }
+
+    /// Refuses writes from now on, for a reindex: returns once no write is
+    /// under way. Fails if another reindex already runs.
+    fn refuse_writes(&self) -> Result<()> {
+        let _writer = self.writer();
+        if self.reindexing.swap(true, Ordering::SeqCst) {
+            return Err(Error::Reindexing {
+                path: self.root.clone(),
+                during: ReindexConflict::SecondReindex,
+            });
+        }
+        Ok(())
+    }
+
+    /// Takes writes again after a reindex that did not swap in.
+    fn accept_writes(&self) {
+        self.reindexing.store(false, Ordering::SeqCst);
+    }
+
+    /// The ids the folder and tag parts of a filter allow (`None`: all).
+    fn allowed_ids(&self, filter: &Filter) -> Result<Option<HashSet<ImageId>>> {
+        let mut allowed: Option<HashSet<ImageId>> = None;
+        if let Some(folder) = &filter.under {
+            allowed = Some(self.store.ids_under(&folder_prefix(folder))?);
+        }
+        if let Some(tag) = &filter.tag {
+            let tagged: HashSet<ImageId> = self
+                .store
+                .ids_tagged(tag)?
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+            allowed = Some(match allowed {
+                Some(set) => set.intersection(&tagged).copied().collect(),
+                None => tagged,
+            });
+        }
+        Ok(allowed)
     }
 
     fn writer(&self) -> MutexGuard<'_, Writer> {
@@ -806,11 +967,11 @@ impl Inner {
     }
 
     /// Counts changes the index took, and tells the maintenance thread when
-    /// they make a snapshot or a compaction due: all a write does about
-    /// maintenance.
+    /// they make a snapshot, a compaction or a refresh of the graph's search
+    /// copy due: all a write does about maintenance.
     fn count_unsnapshotted(&self, changes: u64) {
         self.unsnapshotted.fetch_add(changes, Ordering::SeqCst);
-        if self.snapshot_due() || self.compaction_due() {
+        if self.snapshot_due() || self.compaction_due() || self.index.refresh_due() {
             self.signal();
         }
     }
@@ -841,10 +1002,13 @@ impl Inner {
     /// reports.
     fn maintain(&self) {
         let _maintenance = self.maintenance_lock();
+        // A snapshot refreshes the search copy as it dumps the graph, and a
+        // compaction builds a new one: the refresh alone is what is left.
         let done = self.compact().and_then(|compacted| {
             if compacted || self.snapshot_due() {
                 self.snapshot()
             } else {
+                self.index.refresh();
                 Ok(())
             }
         });
@@ -859,7 +1023,9 @@ impl Inner {
     fn checkpoint(&self) -> Result<()> {
         let _maintenance = self.maintenance_lock();
         self.compact()?;
-        self.snapshot()
+        self.snapshot()?;
+        self.index.refresh();
+        Ok(())
     }
 
     /// Writes a snapshot if anything changed since the last one. The caller

@@ -10,7 +10,8 @@ use crate::error::Result;
 use crate::index::VectorIndex;
 use crate::index::distance::dot;
 use crate::store::Store;
-use crate::store::record::{ContentHash, ImageId, path_from_bytes, path_to_bytes};
+use crate::store::record::{path_from_bytes, path_to_bytes};
+use crate::types::{ContentHash, ImageId};
 
 /// One inconsistency found by [`Db::verify`](crate::Db::verify).
 #[derive(Clone, Debug, PartialEq)]

@@ -10,10 +10,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::store::record::{
-    ContentHash, FileEntry, ImageFormat, ImageId, ImageRecord, Tag, Timestamp,
-};
+use crate::store::record::{FileEntry, ImageRecord, Tag};
 use crate::store::{Batch, Failure, Store};
+use crate::types::{ContentHash, ImageFormat, ImageId, Timestamp};
 use crate::vector::normalized_to;
 
 /// A new image file with its embedding.

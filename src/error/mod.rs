@@ -54,6 +54,15 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A reindex of the database is under way in this process.
+    #[error("database {path} is being re-indexed: {during}")]
+    Reindexing {
+        /// The database directory.
+        path: PathBuf,
+        /// What could not be done meanwhile.
+        during: ReindexConflict,
+    },
+
     /// The database was written by a format version this build cannot read.
     #[error(
         "database {path} has format version {found}; this build of imgdb reads versions {oldest} to {newest}"
@@ -175,6 +184,32 @@ pub enum Error {
     /// An export or import failed.
     #[error(transparent)]
     Exchange(#[from] ExchangeError),
+}
+
+/// What a reindex under way stops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReindexConflict {
+    /// A write: writes are refused until the new database is swapped in.
+    Write,
+    /// A second reindex.
+    SecondReindex,
+    /// The swap: calls still held the old database when it was due (an
+    /// open `records()` iterator, say); the old database was kept.
+    SwapBlocked,
+}
+
+impl std::fmt::Display for ReindexConflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ReindexConflict::Write => "writes are refused until the new database is swapped in",
+            ReindexConflict::SecondReindex => "another reindex is under way",
+            ReindexConflict::SwapBlocked => {
+                "the new database could not be swapped in: calls held the old one \
+                 (an open records() iterator?); the old database was kept"
+            }
+        })
+    }
 }
 
 /// Why a vector was refused.
@@ -347,7 +382,7 @@ impl Error {
             | Error::DimensionMismatch { .. }
             | Error::InvalidVector { .. }
             | Error::InvalidParameter { .. } => ErrorKind::InvalidInput,
-            Error::InUse { .. } => ErrorKind::InUse,
+            Error::InUse { .. } | Error::Reindexing { .. } => ErrorKind::InUse,
             Error::SpaceMismatch { .. } | Error::ImageExists { .. } => ErrorKind::Conflict,
             Error::Corrupt { .. } => ErrorKind::Corrupt,
             Error::UnsupportedFormat { .. } => ErrorKind::Unsupported,

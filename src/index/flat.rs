@@ -113,6 +113,15 @@ impl FlatGraph {
         self.levels.len()
     }
 
+    /// The graph whose row `r` has the links `links[r]` per layer.
+    pub fn from_links(m: usize, links: &[Vec<Vec<u32>>]) -> FlatGraph {
+        let mut flat = FlatGraph::new(m);
+        for (row, layers) in links.iter().enumerate() {
+            flat.push(row, layers);
+        }
+        flat
+    }
+
     /// Adds row `row` (rows must come in order) with its links per layer.
     pub fn push(&mut self, row: usize, layers: &[Vec<u32>]) {
         debug_assert_eq!(row, self.levels.len());

@@ -104,11 +104,18 @@ impl Graph {
     /// The graph's links, copied into the flat search layout. Data ids must
     /// be the rows `0..len()`.
     pub fn flatten(&self, m: usize) -> FlatGraph {
+        FlatGraph::from_links(m, &self.links())
+    }
+
+    /// Each row's links per layer (layer 0 first). Data ids must be the rows
+    /// `0..len()`. This is the part of a refresh that needs the graph; laying
+    /// the links out ([`FlatGraph::from_links`]) does not.
+    pub fn links(&self) -> Vec<Vec<Vec<u32>>> {
         self.with(|hnsw| {
             let points = hnsw.get_point_indexation();
             if points.get_nb_point() == 0 {
                 // hnsw_rs's point iterator panics on an empty graph.
-                return FlatGraph::new(m);
+                return Vec::new();
             }
             let mut layers: Vec<Vec<Vec<u32>>> = vec![Vec::new(); points.get_nb_point()];
             for point in points {
@@ -120,11 +127,7 @@ impl Graph {
                     .map(|layer| layer.iter().map(|n| n.d_id as u32).collect())
                     .collect();
             }
-            let mut flat = FlatGraph::new(m);
-            for (row, links) in layers.iter().enumerate() {
-                flat.push(row, links);
-            }
-            flat
+            layers
         })
     }
 

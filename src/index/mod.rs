@@ -10,18 +10,23 @@
 //!   of its links (`flat.rs`) is what searches walk. The copy covers the rows
 //!   present when it was last refreshed; newer rows (the delta, at most a few
 //!   thousand) are scanned exactly by every search until the next refresh.
+//!   The refresh (a full copy, O(rows)) is maintenance: the database's
+//!   maintenance thread runs it ([`VectorIndex::refresh`]) when
+//!   [`VectorIndex::refresh_due`] says so, and a write runs it only when the
+//!   delta passed [`OVERDUE`] refresh sizes (no one refreshed: the thread is
+//!   busy compacting, or off).
 //!
 //! Every record change reaches the index as a [`Change`] after the store has
 //! committed it; the index never reads or writes the store. Searches take a
 //! read lock; writers take the write lock only to append rows or swap in a
 //! refreshed copy, and insert into hnsw_rs without blocking searches.
 //!
-//! The hnsw_rs graph holds rows `0..graph.len()`; rows appended while a
-//! snapshot holds the graph (to dump it) wait in the delta and are inserted
+//! The hnsw_rs graph holds rows `0..graphed`; rows appended while a
+//! snapshot or a refresh holds the graph wait in the delta and are inserted
 //! by the next writes, each taking its own rows and as many again, so a
-//! write waits for a snapshot only when the delta grew past twice its
-//! refresh size (a bound on what searches scan exactly, and back-pressure
-//! on a writer faster than the graph).
+//! write waits for the graph only when the rows it lacks grew past twice
+//! the refresh size (a bound on what searches scan exactly, and
+//! back-pressure on a writer faster than the graph).
 
 pub(crate) mod distance;
 pub(crate) mod flat;
@@ -35,7 +40,8 @@ use rayon::prelude::*;
 use tracing::warn;
 
 use crate::error::{Error, Result};
-use crate::store::record::{ImageFormat, ImageId, ImageRecord, Timestamp};
+use crate::store::record::ImageRecord;
+use crate::types::{ImageFormat, ImageId, Timestamp};
 use distance::{dot, quantize, quantize_parts};
 use flat::{Codes, FlatGraph};
 use graph::Graph;
@@ -96,6 +102,12 @@ pub(crate) const EXACT_SCAN_ROWS: usize = 10_000;
 /// 1/256 of the rows if more: the delta scan then stays a small part of a
 /// search, and refreshing (a full copy) a small part of inserting.
 const DELTA_ROWS: usize = 1024;
+
+/// A write refreshes the flat copy itself once the delta is this many
+/// refresh sizes: the back-pressure that bounds what searches scan exactly
+/// when the maintenance thread cannot keep up (it is compacting) or there
+/// is none. With the thread running it is rare: it refreshes at one size.
+const OVERDUE: usize = 4;
 
 /// The attributes of an image that search filters test.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -190,9 +202,7 @@ impl Frozen<'_> {
         };
         let dumped = ready.dump(dir, basename);
         let flat = ready.flatten(index.params.m);
-        if index.read().flat.len() < flat.len() {
-            index.write().flat = flat.clone();
-        }
+        index.install(flat.clone());
         // The rows written meanwhile are left to the next writes (see
         // `VectorIndex::apply`): the graph must not stay held while the
         // thread inserts them, or every write would leave its rows behind.
@@ -210,6 +220,10 @@ pub(crate) struct State {
     pub scales: Vec<f32>,
     /// The walkable copy of the graph's links, over rows `0..flat.len()`.
     pub flat: FlatGraph,
+    /// The rows the hnsw_rs graph holds (`0..graphed`), kept here so that
+    /// writers and the maintenance thread can tell what a refresh would
+    /// gain without taking the graph.
+    pub graphed: usize,
     pub by_id: HashMap<ImageId, usize>,
     pub dead: usize,
     /// The sequence number of the last batch applied.
@@ -217,6 +231,7 @@ pub(crate) struct State {
 }
 
 impl State {
+    /// A state whose graph holds every one of `rows`.
     fn new(
         rows: Vec<Row>,
         vectors: Vec<f32>,
@@ -227,6 +242,7 @@ impl State {
         let (codes, scales): (Vec<Vec<i8>>, Vec<f32>) =
             vectors.par_chunks(dim.max(1)).map(quantize_parts).unzip();
         State {
+            graphed: rows.len(),
             by_id: rows
                 .iter()
                 .enumerate()
@@ -412,6 +428,8 @@ impl VectorIndex {
                     build_graph(self.params, &self.read().vectors, self.dim)
                 }
             };
+            // A graph rebuilt from the vectors holds rows a snapshot's lacked.
+            self.write().graphed = graph.len();
             *slot = GraphSlot::Ready(graph);
         }
         slot
@@ -467,36 +485,88 @@ impl VectorIndex {
             // Above all, do not reload a stored graph for nothing.
             return;
         }
-        // While a snapshot holds the graph to dump it, the new rows wait in
-        // the exactly scanned delta; once the delta is twice what a refresh
-        // allows, the write waits for the graph instead. That bounds both
-        // what searches scan and what a snapshot leaves behind, and keeps a
-        // writer from outrunning the graph.
+        // While a snapshot or a refresh holds the graph, the new rows wait in
+        // the exactly scanned delta; once the rows the graph lacks are twice
+        // a refresh size, the write waits for the graph instead. That bounds
+        // both what searches scan and what a snapshot leaves behind, and
+        // keeps a writer from outrunning the graph.
         let wait = {
             let state = self.read();
-            state.rows.len() - state.flat.len() > 2 * delta_rows(state.rows.len())
+            state.rows.len() - state.graphed > 2 * delta_rows(state.rows.len())
         };
-        let graph = if wait {
+        let slot = if wait {
             self.graph()
         } else {
             match self.try_graph() {
-                Some(graph) => graph,
+                Some(slot) => slot,
                 None => return,
             }
         };
-        let GraphSlot::Ready(graph) = &*graph else {
+        let GraphSlot::Ready(graph) = &*slot else {
             unreachable!("try_graph() loads the graph")
         };
         // Its own rows and as many again of a backlog left by a snapshot: the
         // backlog drains over the next writes instead of stalling one.
         let limit = graph.len() + 2 * added;
         self.catch_up(graph, limit);
+        if self.unrefreshed() > OVERDUE * delta_rows(self.read().rows.len()) {
+            self.refresh_with(slot);
+        }
+    }
+
+    /// The rows the graph holds that the flat copy lacks: what a refresh
+    /// would add to the copy.
+    fn unrefreshed(&self) -> usize {
+        let state = self.read();
+        state.graphed - state.flat.len()
+    }
+
+    /// The rows the flat copy does not cover: every search scans them.
+    pub fn delta(&self) -> usize {
+        let state = self.read();
+        state.rows.len() - state.flat.len()
+    }
+
+    /// Whether the graph got far enough ahead of the flat copy for
+    /// [`refresh`](Self::refresh). Rows the graph does not hold yet do not
+    /// count: a refresh could not add them, and counting them would keep
+    /// the refresh holding the graph that they wait for.
+    pub fn refresh_due(&self) -> bool {
+        self.unrefreshed() > delta_rows(self.read().rows.len())
+    }
+
+    /// Refreshes the flat copy from the graph when it is due. Holds the
+    /// graph only while its links are copied out (writes meanwhile leave
+    /// their rows in the delta, see [`apply`](Self::apply)), and the state
+    /// lock only to swap the new copy in.
+    pub fn refresh(&self) {
+        if self.refresh_due() {
+            self.refresh_with(self.graph());
+        }
+    }
+
+    fn refresh_with(&self, slot: MutexGuard<'_, GraphSlot>) {
+        let GraphSlot::Ready(graph) = &*slot else {
+            unreachable!("graph() loads the graph")
+        };
+        let links = graph.links();
+        drop(slot);
+        self.install(FlatGraph::from_links(self.params.m, &links));
+    }
+
+    /// Swaps in a flat copy unless a newer one got there first. Whoever
+    /// calls this holds the writer or the maintenance lock, so a compaction
+    /// cannot replace the graph the copy was taken from in between.
+    fn install(&self, flat: FlatGraph) {
+        let mut state = self.write();
+        if state.flat.len() < flat.len() {
+            state.flat = flat;
+        }
     }
 
     /// Inserts the rows the graph lacks, up to row `limit`, into the graph
     /// (the slow part, without the state lock: searches go on, scanning the
-    /// new rows exactly), then refreshes the flat copy when the delta grew
-    /// large.
+    /// new rows exactly).
     fn catch_up(&self, graph: &Graph, limit: usize) {
         loop {
             let points: Vec<_> = {
@@ -510,14 +580,7 @@ impl VectorIndex {
                 break;
             }
             graph.insert(&points);
-        }
-        let (rows, covered) = {
-            let state = self.read();
-            (state.rows.len().min(graph.len()), state.flat.len())
-        };
-        if rows > covered && rows - covered > delta_rows(rows) {
-            let flat = graph.flatten(self.params.m);
-            self.write().flat = flat;
+            self.write().graphed = graph.len();
         }
     }
 

@@ -9,8 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Corruption;
 
-// The domain types live in the bottom layer; records are made of them.
-pub use crate::types::{ContentHash, ImageFormat, ImageId, Timestamp};
+use crate::types::{ContentHash, ImageFormat, ImageId, Timestamp};
 
 /// One file that holds an image's content. Identical files share one record.
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]

@@ -85,9 +85,16 @@ pub fn dupes(cli: &Cli, args: &DupesArgs, out: &mut Out) -> Result<()> {
 
 pub fn reindex(cli: &Cli, out: &mut Out) -> Result<()> {
     let encoder = encoder(cli, Towers::Both)?;
-    let report = Db::reindex(&db_path(cli), &encoder, |done, total| {
+    let db = Db::open(db_path(cli))?;
+    let cancel = cancel_on_ctrl_c("the old database is kept");
+    let report = db.reindex(&encoder, &cancel, |done, total| {
         tracing::info!("re-encoded {done}/{total}");
     })?;
+    db.close()?;
+    if report.cancelled {
+        out.line("cancelled: the database was kept as it was")?;
+        return Ok(());
+    }
     out.line(format!("re-encoded {} images", report.reindexed))?;
     for (path, reason) in &report.dropped {
         eprintln!("dropped {}: {reason}", path.display());
@@ -129,7 +136,7 @@ fn cancel_on_ctrl_c(doing: &'static str) -> CancelToken {
         if flag.cancel() {
             std::process::exit(130);
         }
-        eprintln!("stopping: {doing} (Ctrl-C again to quit now)");
+        eprintln!("stopping: {doing}");
     });
     cancel
 }
