@@ -86,14 +86,14 @@ pub fn dupes(cli: &Cli, args: &DupesArgs, out: &mut Out) -> Result<()> {
 pub fn reindex(cli: &Cli, out: &mut Out) -> Result<()> {
     let encoder = encoder(cli, Towers::Both)?;
     let db = Db::open(db_path(cli))?;
-    let cancel = cancel_on_ctrl_c("the old database is kept");
+    let cancel = cancel_on_ctrl_c("discarding the partial re-index, the old database is kept");
     let report = db.reindex(&encoder, &cancel, |done, total| {
         tracing::info!("re-encoded {done}/{total}");
     })?;
     db.close()?;
     if report.cancelled {
-        out.line("cancelled: the database was kept as it was")?;
-        return Ok(());
+        eprintln!("reindex stopped: the database was kept as it was");
+        return Err(CommandError::Cancelled);
     }
     out.line(format!("re-encoded {} images", report.reindexed))?;
     for (path, reason) in &report.dropped {
