@@ -3,55 +3,22 @@
 //! when it swaps in; ids, paths and tags are kept; a cancelled reindex
 //! leaves the old database as it was.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use common::{copy_dir, micro_model, root};
 use imgdb::ingest::IngestOptions;
 use imgdb::{
     CancelToken, Db, Encoder, EncoderOptions, Error, ErrorKind, ImageId, ReindexConflict,
     SearchOptions, Tag, WriteBatch, WriteOp,
 };
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn load(dir: &Path) -> Encoder {
     Encoder::load(dir, &EncoderOptions::default()).unwrap()
-}
-
-/// The fixture model of another space (32-d), with the tiny model's
-/// tokenizer, as `crates/imgdb-cli/tests/cli.rs` builds it.
-fn micro_model(dir: &Path) -> PathBuf {
-    let micro = dir.join("micro");
-    copy_dir(&root().join("fixtures/models/micro-clip-dim32"), &micro);
-    for file in [
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "special_tokens_map.json",
-    ] {
-        std::fs::copy(
-            root().join("fixtures/models/tiny-clip").join(file),
-            micro.join(file),
-        )
-        .unwrap();
-    }
-    micro
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 /// A database of the fixture photos made with the tiny model, one of them

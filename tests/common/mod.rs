@@ -43,9 +43,34 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     }
 }
 
-/// The repository root, where the fixtures are.
+/// The fixture model of another embedding space (32-d) in a folder under
+/// `dir`, with the tiny model's tokenizer beside it.
+pub fn micro_model(dir: &std::path::Path) -> PathBuf {
+    let micro = dir.join("micro");
+    copy_dir(&root().join("fixtures/models/micro-clip-dim32"), &micro);
+    for file in [
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+    ] {
+        std::fs::copy(
+            root().join("fixtures/models/tiny-clip").join(file),
+            micro.join(file),
+        )
+        .unwrap();
+    }
+    micro
+}
+
+/// The repository root, where the fixtures are (these helpers serve the
+/// library's tests and the CLI crate's alike).
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest
+        .ancestors()
+        .find(|dir| dir.join("fixtures").is_dir())
+        .expect("the fixtures above the crate")
+        .to_path_buf()
 }
 
 pub fn space(dim: u32) -> EmbeddingSpace {

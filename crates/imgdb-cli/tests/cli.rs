@@ -3,7 +3,11 @@
 //! deletions, failures, JSON output, tags, export/import, eval, model pull
 //! from a local mock hub, re-indexing and exit codes.
 
+#[path = "../../../tests/common/mod.rs"]
+mod common;
 mod hub;
+
+use common::copy_dir;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -11,10 +15,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-/// The repository root, where the fixtures are.
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use common::root;
 
 /// A temporary world: a copy of the shapes, a database folder, a cache.
 struct World {
@@ -96,18 +97,6 @@ impl World {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
             .collect()
-    }
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &to.join(entry.file_name()));
-        } else {
-            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-        }
     }
 }
 
@@ -480,20 +469,7 @@ fn eval_reproduces_the_tiny_models_figures() {
 
 /// The dim-32 micro model with the tiny model's tokenizer.
 fn micro_model(world: &World) -> PathBuf {
-    let micro = world.dir.path().join("micro");
-    copy_dir(&root().join("fixtures/models/micro-clip-dim32"), &micro);
-    for file in [
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "special_tokens_map.json",
-    ] {
-        std::fs::copy(
-            root().join("fixtures/models/tiny-clip").join(file),
-            micro.join(file),
-        )
-        .unwrap();
-    }
-    micro
+    common::micro_model(world.dir.path())
 }
 
 #[test]
