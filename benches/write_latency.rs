@@ -54,6 +54,14 @@ fn report(label: &str, latencies: &[Duration]) {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    // `cargo test --all-targets` runs bench targets without `--bench`: a
+    // 100k-row build is for `cargo bench` only.
+    if !args.iter().any(|a| a == "--bench") {
+        eprintln!(
+            "usage: cargo bench --bench write_latency [-- --rows N --batch N --band N --rate N]"
+        );
+        return;
+    }
     let rows = arg(&args, "--rows", 100_000);
     let batch = arg(&args, "--batch", 64);
     let band = arg(&args, "--band", 10_000);
