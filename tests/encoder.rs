@@ -6,17 +6,13 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::copy_dir;
+use common::{copy_dir, root};
 
 use imgdb::{
     Device, Encoder, EncoderOptions, Error, ErrorKind, Layout, ModelError, ModelProblem, TowerKind,
     Towers,
 };
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn tiny() -> PathBuf {
     root().join("fixtures/models/tiny-clip")

@@ -549,7 +549,12 @@ pub fn debug(cli: &Cli, command: &DebugCommand, out: &mut Out) -> Result<()> {
                         &json, config,
                     )?)
                 }
-                None => encoder(cli, Towers::Image)?.preprocessor().clone(),
+                // The model folder's configuration is all it takes: no
+                // runtime, no session.
+                None => imgdb::Preprocessor::new(
+                    imgdb::ModelFolder::open(&resolve::model_folder(cli.model.as_deref())?)?
+                        .preprocess,
+                ),
             };
             let bytes = std::fs::read(image)?;
             let prepared = preprocessor.prepare(&bytes, image)?;
