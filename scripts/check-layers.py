@@ -9,7 +9,7 @@ import re
 import sys
 
 LAYERS = [
-    ["types", "space", "error", "vector", "cancel", "fsio"],
+    ["types", "space", "error", "vector", "cancel", "fsio", "paths"],
     ["store", "index", "model", "filter"],
     ["db"],
     ["prepare", "ingest", "query", "zeroshot", "dupes", "exchange", "reindex", "eval"],

@@ -51,6 +51,7 @@ pub mod hub;
 mod index;
 pub mod ingest;
 mod model;
+mod paths;
 mod prepare;
 mod query;
 mod reindex;

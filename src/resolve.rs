@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, ModelError, Result};
 use crate::model::{Device, EncoderOptions};
+pub use crate::paths::{CACHE_ENV, cache_dir};
+use crate::paths::{env_path, home};
 
 /// Names the database folder when none is given.
 pub const DB_ENV: &str = "IMGDB_DB";
@@ -17,20 +19,6 @@ pub const DB_ENV: &str = "IMGDB_DB";
 pub const MODEL_ENV: &str = "IMGDB_MODEL";
 /// Names the device (`cpu`, `cuda`, `tensorrt`, `auto`) when none is given.
 pub const DEVICE_ENV: &str = "IMGDB_DEVICE";
-/// Names the cache folder (models, TensorRT engines, model digests).
-pub const CACHE_ENV: &str = "IMGDB_CACHE";
-
-/// The value of an environment variable, unless unset or empty.
-fn env_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os(name)
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-}
-
-/// The user's home, when known.
-fn home() -> Option<PathBuf> {
-    env_path("HOME")
-}
 
 /// The database folder: `explicit`, else `$IMGDB_DB`, else
 /// `$XDG_DATA_HOME/imgdb/db` (`~/.local/share/imgdb/db`).
@@ -45,15 +33,6 @@ pub fn database_path(explicit: Option<&Path>) -> PathBuf {
             .join("imgdb")
             .join("db")
     })
-}
-
-/// The cache folder: `$IMGDB_CACHE`, else `$XDG_CACHE_HOME/imgdb`, else
-/// `~/.cache/imgdb`.
-pub fn cache_dir() -> PathBuf {
-    env_path(CACHE_ENV)
-        .or_else(|| env_path("XDG_CACHE_HOME").map(|d| d.join("imgdb")))
-        .or_else(|| home().map(|h| h.join(".cache").join("imgdb")))
-        .unwrap_or_else(|| PathBuf::from(".imgdb-cache"))
 }
 
 /// Where pulled models are kept: `models/` in the [cache](cache_dir).

@@ -9,7 +9,8 @@
 //! 1. `ORT_DYLIB_PATH` (a file);
 //! 2. the path given in [`EncoderOptions`](crate::EncoderOptions) (the config);
 //! 3. the project cache, `.cache/onnxruntime*/` beside this crate's manifest,
-//!    and the user cache `$XDG_CACHE_HOME/imgdb/onnxruntime*/`;
+//!    and the user cache `crate::paths::cache_dir()` (`$IMGDB_CACHE`, else
+//!    `$XDG_CACHE_HOME/imgdb`), each searched for `onnxruntime*/`;
 //! 4. an `onnxruntime` package importable by `python3` (CPU or GPU build).
 //!
 //! The library is loaded once per process (ort keeps it globally), with
@@ -136,14 +137,10 @@ pub fn locate(configured: Option<&Path>) -> Result<PathBuf> {
 
 /// The project cache beside this crate's manifest, then the user cache.
 fn cache_dirs() -> Vec<PathBuf> {
-    let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache")];
-    let user = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")));
-    if let Some(user) = user {
-        dirs.push(user.join("imgdb"));
-    }
-    dirs
+    vec![
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(".cache"),
+        crate::paths::cache_dir(),
+    ]
 }
 
 /// `<cache>/onnxruntime*/…/onnxruntime/capi/<library>`, preferring a GPU
