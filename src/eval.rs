@@ -92,10 +92,7 @@ pub fn evaluate_image_folder(encoder: &Encoder, dir: &Path, template: &str) -> R
     let preprocessor = encoder.preprocessor();
     let prepared: Vec<Vec<f32>> = files
         .par_iter()
-        .map(|(_, path)| {
-            let bytes = std::fs::read(path).map_err(Error::io(path))?;
-            Ok(preprocessor.prepare(&bytes, path)?.pixels)
-        })
+        .map(|(_, path)| Ok(preprocessor.prepare_file(path)?.pixels))
         .collect::<Result<_>>()?;
     let image_vectors = encoder.embed_pixels(&prepared.concat(), prepared.len())?;
     let prompts: Vec<String> = labels.iter().map(|l| prompt(template, l)).collect();

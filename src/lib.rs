@@ -83,7 +83,7 @@ pub use model::{
     DecodeLimits, Decoded, Device, Encoder, EncoderOptions, IMAGE_EXTENSIONS, Layout, ModelFolder,
     ONNXRUNTIME_LIBRARY, ONNXRUNTIME_VERSION, Optimization, Prepared, PreprocessConfig,
     Preprocessor, Provider, ResampleFilter, Resize, SearchedPlace, SearchedPlaces, TextTokenizer,
-    Towers, Transparency, has_image_extension,
+    Towers, Transparency, decoding_contained, has_image_extension,
 };
 pub use query::{Query, QueryHit, QueryTerm};
 pub use reindex::ReindexReport;

@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::{Prepared, Preprocessor};
 use crate::types::ContentHash;
 
@@ -20,9 +20,9 @@ pub(crate) struct ImageFile {
 }
 
 impl ImageFile {
-    /// Reads and hashes the file at `path`.
-    pub(crate) fn read(path: &Path) -> Result<ImageFile> {
-        let bytes = std::fs::read(path).map_err(Error::io(path))?;
+    /// Reads (within the preprocessor's limits) and hashes the file at `path`.
+    pub(crate) fn read(path: &Path, preprocessor: &Preprocessor) -> Result<ImageFile> {
+        let bytes = preprocessor.read_file(path)?;
         Ok(ImageFile {
             path: path.to_path_buf(),
             hash: ContentHash::of(&bytes),
@@ -36,7 +36,7 @@ impl ImageFile {
     }
 
     /// Decodes and preprocesses the bytes into the model's input; a decoder
-    /// panic is an error of this file (see `model::decode`).
+    /// panic is an error of this file (see `model::limits`).
     pub(crate) fn prepare(&self, preprocessor: &Preprocessor) -> Result<Prepared> {
         preprocessor.prepare(&self.bytes, &self.path)
     }

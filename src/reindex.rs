@@ -126,7 +126,10 @@ fn prepare_first_readable(
 ) -> std::result::Result<Vec<f32>, (PathBuf, FailureReason)> {
     let mut last = None;
     for file in &record.files {
-        match ImageFile::read(&file.path).and_then(|image| image.prepare(encoder.preprocessor())) {
+        let preprocessor = encoder.preprocessor();
+        match ImageFile::read(&file.path, preprocessor)
+            .and_then(|image| image.prepare(preprocessor))
+        {
             Ok(prepared) => return Ok(prepared.pixels),
             Err(e) => last = Some((file.path.clone(), FailureReason::of(&e))),
         }

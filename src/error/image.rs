@@ -28,6 +28,34 @@ pub enum ImageError {
         max_pixels: u64,
     },
 
+    /// A file over the size limit.
+    #[error("file of {bytes} bytes is over the limit of {max_bytes} bytes")]
+    FileTooLarge {
+        /// Its size.
+        bytes: u64,
+        /// The limit.
+        max_bytes: u64,
+    },
+
+    /// Not a regular file (a directory, a FIFO, a device).
+    #[error("not a regular file")]
+    NotAFile,
+
+    /// The decode went on past its time budget.
+    #[error("decoding took longer than the budget of {budget:?}")]
+    TimedOut {
+        /// The budget.
+        budget: std::time::Duration,
+    },
+
+    /// A decoder panicked on the file: a bug in the decoder, contained so
+    /// that it fails only this file.
+    #[error("the decoder failed on this file: {message}")]
+    DecoderPanicked {
+        /// The panic's message.
+        message: String,
+    },
+
     /// An image without pixels.
     #[error("image has no pixels")]
     Empty,
@@ -52,8 +80,16 @@ impl ImageError {
     /// The kind of failure.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            ImageError::Unsupported { .. } => ErrorKind::Unsupported,
-            ImageError::TooLarge { .. } => ErrorKind::TooLarge,
+            ImageError::Unsupported { .. }
+            | ImageError::NotAFile
+            | ImageError::DecoderPanicked { .. } => ErrorKind::Unsupported,
+            ImageError::TooLarge { .. }
+            | ImageError::FileTooLarge { .. }
+            | ImageError::TimedOut { .. } => ErrorKind::TooLarge,
+            // The decoder's own allocation and size limits (set from ours).
+            ImageError::Decode {
+                source: image::ImageError::Limits(_),
+            } => ErrorKind::TooLarge,
             ImageError::Empty | ImageError::Decode { .. } | ImageError::Jpeg { .. } => {
                 ErrorKind::Corrupt
             }

@@ -340,7 +340,7 @@ fn classify(db: &Db, preprocessor: &Preprocessor, job: Job) -> Result<Classified
             job,
         }));
     }
-    let file = match ImageFile::read(&job.path) {
+    let file = match ImageFile::read(&job.path, preprocessor) {
         Ok(file) => file,
         Err(e) => {
             return Ok(Classified::Writer(ToWriter::Failed {

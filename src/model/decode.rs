@@ -12,8 +12,10 @@
 //! Other formats go through the `image` crate.
 //!
 //! Every decode is bounded: dimensions and allocations over [`DecodeLimits`]
-//! are refused before the pixels are allocated.
+//! are refused before the pixels are allocated, and reads stop at the time
+//! budget.
 
+use std::cell::Cell;
 use std::io::Cursor;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
@@ -21,32 +23,10 @@ use std::path::Path;
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 
+use super::limits::{DeadlineReader, DecodeLimits};
 use super::preprocess::Transparency;
 use crate::error::{Error, ImageError, Result};
 use crate::types::ImageFormat;
-
-/// Bounds on what a decode may allocate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DecodeLimits {
-    /// Widest accepted image, in pixels.
-    pub max_width: u32,
-    /// Tallest accepted image, in pixels.
-    pub max_height: u32,
-    /// Most pixels accepted (width × height of the decoded image).
-    pub max_pixels: u64,
-}
-
-impl Default for DecodeLimits {
-    /// 65 535 pixels a side (the JPEG maximum) and 150 megapixels: larger
-    /// than any camera, smaller than a decompression bomb.
-    fn default() -> DecodeLimits {
-        DecodeLimits {
-            max_width: 65_535,
-            max_height: 65_535,
-            max_pixels: 150_000_000,
-        }
-    }
-}
 
 /// A decoded image.
 pub struct Decoded {
@@ -103,20 +83,6 @@ pub fn decode(
     decode_full(bytes, path, format, transparency, limits)
 }
 
-fn too_large(path: &Path, width: u32, height: u32, limits: &DecodeLimits) -> Result<()> {
-    if width > limits.max_width
-        || height > limits.max_height
-        || u64::from(width) * u64::from(height) > limits.max_pixels
-    {
-        return Err(Error::image(path)(ImageError::TooLarge {
-            width,
-            height,
-            max_pixels: limits.max_pixels,
-        }));
-    }
-    Ok(())
-}
-
 fn decode_full(
     bytes: &[u8],
     path: &Path,
@@ -124,8 +90,18 @@ fn decode_full(
     transparency: Transparency,
     limits: &DecodeLimits,
 ) -> Result<Decoded> {
-    let image_err = |source| Error::image(path)(ImageError::Decode { source });
-    let mut reader = ImageReader::new(Cursor::new(bytes))
+    let image_err = |source| {
+        Error::image(path)(match source {
+            image::ImageError::IoError(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                ImageError::TimedOut {
+                    budget: limits.max_decode_time,
+                }
+            }
+            source => ImageError::Decode { source },
+        })
+    };
+    let input = DeadlineReader::new(Cursor::new(bytes), limits.max_decode_time);
+    let mut reader = ImageReader::new(input)
         .with_guessed_format()
         .map_err(|e| image_err(image::ImageError::IoError(e)))?;
     let mut image_limits = image::Limits::default();
@@ -136,7 +112,7 @@ fn decode_full(
     reader.limits(image_limits);
     let mut decoder = reader.into_decoder().map_err(image_err)?;
     let (width, height) = decoder.dimensions();
-    too_large(path, width, height, limits)?;
+    limits.check_dimensions(path, width, height)?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let mut image = DynamicImage::from_decoder(decoder).map_err(image_err)?;
     image.apply_orientation(orientation);
@@ -158,12 +134,17 @@ fn decode_jpeg(
     min_short_side: Option<u32>,
     limits: &DecodeLimits,
 ) -> Result<Decoded> {
+    let ran_out = Cell::new(false);
     // libjpeg reports errors by unwinding out of its callbacks.
     let decoded = catch_unwind(AssertUnwindSafe(|| -> std::io::Result<Result<Decoded>> {
+        let input = WatchedEnd {
+            rest: bytes,
+            ran_out: &ran_out,
+        };
         let mut decompress =
-            mozjpeg::Decompress::with_markers(&[mozjpeg::Marker::APP(1)]).from_mem(bytes)?;
+            mozjpeg::Decompress::with_markers(&[mozjpeg::Marker::APP(1)]).from_reader(input)?;
         let (width, height) = (decompress.width() as u32, decompress.height() as u32);
-        if let Err(e) = too_large(path, width, height, limits) {
+        if let Err(e) = limits.check_dimensions(path, width, height) {
             return Ok(Err(e));
         }
         let orientation = decompress
@@ -230,6 +211,9 @@ fn decode_jpeg(
         }))
     }));
     let problem = match decoded {
+        // libjpeg only warns when the data ends early, and fills the rest
+        // grey; Pillow refuses such a file, and so do we.
+        Ok(Ok(Ok(_))) if ran_out.get() => "the file is truncated".to_string(),
         Ok(Ok(result)) => return result,
         Ok(Err(e)) => e.to_string(),
         Err(panic) => panic
@@ -239,6 +223,34 @@ fn decode_jpeg(
             .unwrap_or_else(|| "libjpeg error".into()),
     };
     Err(Error::image(path)(ImageError::Jpeg { message: problem }))
+}
+
+/// The JPEG's bytes, noting whether libjpeg asked for more than there is.
+struct WatchedEnd<'a> {
+    rest: &'a [u8],
+    ran_out: &'a Cell<bool>,
+}
+
+impl std::io::Read for WatchedEnd<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.rest.read(buf)?;
+        self.ran_out
+            .set(self.ran_out.get() || (n == 0 && !buf.is_empty()));
+        Ok(n)
+    }
+}
+
+impl std::io::BufRead for WatchedEnd<'_> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if self.rest.is_empty() {
+            self.ran_out.set(true);
+        }
+        Ok(self.rest)
+    }
+
+    fn consume(&mut self, amount: usize) {
+        self.rest = &self.rest[amount..];
+    }
 }
 
 /// CMYK as Pillow converts it: it reads every CMYK JPEG as Adobe's inverted

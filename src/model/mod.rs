@@ -13,6 +13,7 @@
 mod decode;
 mod digest;
 mod folder;
+mod limits;
 mod preprocess;
 mod resample;
 pub(crate) mod runtime;
@@ -26,8 +27,9 @@ use std::sync::Arc;
 use tracing::{info, warn};
 
 pub use crate::error::{SearchedPlace, SearchedPlaces};
-pub use decode::{DecodeLimits, Decoded, IMAGE_EXTENSIONS, has_image_extension};
+pub use decode::{Decoded, IMAGE_EXTENSIONS, has_image_extension};
 pub use folder::{Layout, ModelFolder};
+pub use limits::{DecodeLimits, decoding_contained};
 pub use preprocess::{
     Prepared, PreprocessConfig, Preprocessor, ResampleFilter, Resize, Transparency,
 };
@@ -396,8 +398,7 @@ impl Encoder {
 
     /// Decodes, preprocesses and embeds an image file.
     pub fn embed_image_file(&self, path: &Path) -> Result<Vec<f32>> {
-        let bytes = std::fs::read(path).map_err(Error::io(path))?;
-        let prepared = self.inner.preprocessor.prepare(&bytes, path)?;
+        let prepared = self.inner.preprocessor.prepare_file(path)?;
         Ok(self.embed_pixels(&prepared.pixels, 1)?.remove(0))
     }
 }

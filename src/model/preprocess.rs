@@ -14,7 +14,8 @@ use std::path::Path;
 use image::RgbImage;
 use serde_json::Value;
 
-use super::decode::{DecodeLimits, Decoded, decode};
+use super::decode::{Decoded, decode};
+use super::limits::{DecodeLimits, contained};
 use super::resample;
 use crate::error::{Error, ImageError, ModelError, ModelProblem, Result};
 
@@ -372,19 +373,38 @@ impl Preprocessor {
         Some(target.saturating_mul(margin))
     }
 
-    /// Decodes file bytes (`path` names them in errors) and preprocesses them.
+    /// Decodes file bytes (`path` names them in errors) and preprocesses
+    /// them. A panic in a decoder is an error of this file.
     pub fn prepare(&self, bytes: &[u8], path: &Path) -> Result<Prepared> {
-        let decoded = self.decode(bytes, path)?;
-        Ok(Prepared {
-            pixels: self.tensor(&decoded.rgb, path)?,
-            width: decoded.width,
-            height: decoded.height,
-            format: decoded.format,
+        contained(path, || {
+            let decoded = self.decode_uncontained(bytes, path)?;
+            Ok(Prepared {
+                pixels: self.tensor(&decoded.rgb, path)?,
+                width: decoded.width,
+                height: decoded.height,
+                format: decoded.format,
+            })
         })
     }
 
-    /// Decodes file bytes as the preprocessing needs them (possibly scaled).
+    /// Reads the file at `path` within the limits and preprocesses it.
+    pub fn prepare_file(&self, path: &Path) -> Result<Prepared> {
+        self.prepare(&self.read_file(path)?, path)
+    }
+
+    /// Reads the file at `path`, refusing one over the size limit or one
+    /// that is not a regular file.
+    pub fn read_file(&self, path: &Path) -> Result<Vec<u8>> {
+        self.limits.read_file(path)
+    }
+
+    /// Decodes file bytes as the preprocessing needs them (possibly
+    /// scaled). A panic in a decoder is an error of this file.
     pub fn decode(&self, bytes: &[u8], path: &Path) -> Result<Decoded> {
+        contained(path, || self.decode_uncontained(bytes, path))
+    }
+
+    fn decode_uncontained(&self, bytes: &[u8], path: &Path) -> Result<Decoded> {
         decode(
             bytes,
             path,

@@ -556,8 +556,7 @@ pub fn debug(cli: &Cli, command: &DebugCommand, out: &mut Out) -> Result<()> {
                         .preprocess,
                 ),
             };
-            let bytes = std::fs::read(image)?;
-            let prepared = preprocessor.prepare(&bytes, image)?;
+            let prepared = preprocessor.prepare_file(image)?;
             let (w, h) = preprocessor.output_size();
             let tensor =
                 ndarray::Array4::from_shape_vec((1, 3, h as usize, w as usize), prepared.pixels)

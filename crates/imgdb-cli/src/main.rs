@@ -49,6 +49,7 @@ impl From<std::io::Error> for CommandError {
 }
 
 fn main() -> ExitCode {
+    quiet_contained_panics();
     let cli = Cli::parse();
     init_logging(&cli);
     let mut out = Out::new();
@@ -58,6 +59,18 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => ExitCode::from(exit_code(failure)),
     }
+}
+
+/// A decoder that panics on a file fails only that file, and the failure
+/// is reported with the file's other errors: the default hook's
+/// "thread panicked at …" for it would only alarm. Other panics still print.
+fn quiet_contained_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !imgdb::decoding_contained() {
+            default(info);
+        }
+    }));
 }
 
 /// One function per command.
