@@ -66,6 +66,8 @@ pub trait Storage: Send + Sync {
     fn list(&self, dir: &Path) -> io::Result<Vec<PathBuf>>;
     /// Whether something exists at `path`.
     fn exists(&self, path: &Path) -> bool;
+    /// The bytes free for this process on the filesystem holding `path`.
+    fn available_space(&self, path: &Path) -> io::Result<u64>;
     /// Asked at each stage of every store commit; an error fails the commit
     /// as an I/O error of the store would. The store's files are sled's, so
     /// this is the seam's only say in them: real storage always answers
@@ -155,6 +157,10 @@ impl Storage for LocalStorage {
 
     fn exists(&self, path: &Path) -> bool {
         path.exists()
+    }
+
+    fn available_space(&self, path: &Path) -> io::Result<u64> {
+        fs2::available_space(path)
     }
 }
 

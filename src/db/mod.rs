@@ -65,6 +65,8 @@ const INDEX_DIR: &str = "index";
 /// Snapshots come at least every `1 / SNAPSHOT_FRACTION` of the index's size
 /// in changes (see [`DbOptions::snapshot_every`]).
 const SNAPSHOT_FRACTION: u64 = 8;
+/// See [`DbOptions::min_free_space`].
+const DEFAULT_MIN_FREE_SPACE: u64 = 64 << 20;
 
 /// Options for opening or creating a database. Defaults are what a first
 /// user wants; every setter documents its default.
@@ -77,6 +79,7 @@ pub struct DbOptions {
     compact_ratio: f32,
     exact_scan_rows: usize,
     background: bool,
+    min_free_space: u64,
     storage: SharedStorage,
 }
 
@@ -100,6 +103,7 @@ impl Default for DbOptions {
             compact_ratio: 0.2,
             exact_scan_rows: crate::index::EXACT_SCAN_ROWS,
             background: true,
+            min_free_space: DEFAULT_MIN_FREE_SPACE,
             storage: SharedStorage(LocalStorage::shared()),
         }
     }
@@ -179,6 +183,17 @@ impl DbOptions {
     /// never scan an unbounded delta. Default: true.
     pub fn background_maintenance(mut self, on: bool) -> DbOptions {
         self.background = on;
+        self
+    }
+
+    /// Opening fails with [`Error::LowDiskSpace`] when the disk under the
+    /// database has fewer bytes free than this, before anything is written:
+    /// a store that fills the disk mid-write cannot be reopened until space
+    /// is freed, and a restart loop on a full disk must not make it worse.
+    /// Default: 64 MiB (a few of the store's log segments and one index
+    /// snapshot of a small database).
+    pub fn min_free_space(mut self, bytes: u64) -> DbOptions {
+        self.min_free_space = bytes;
         self
     }
 
@@ -677,10 +692,11 @@ impl Db {
         verify::verify(&inner.store, &inner.index)
     }
 
-    /// Checkpoints and closes this handle (other clones stay open).
-    /// Dropping does the same but can only log errors.
+    /// Checkpoints, flushes the store and closes this handle (other clones
+    /// stay open). Dropping does the same but can only log errors.
     pub fn close(self) -> Result<()> {
-        self.checkpoint()
+        self.checkpoint()?;
+        self.current()?.store.flush()
     }
 }
 
@@ -733,8 +749,9 @@ impl Inner {
         options: DbOptions,
         signal: Option<Sender<Task>>,
     ) -> Result<(Inner, bool)> {
-        swap::finish_interrupted(root)?;
         let storage = options.storage.0.clone();
+        check_free_space(&*storage, root, options.min_free_space)?;
+        swap::finish_interrupted(root)?;
         let created = prepare_dir(&*storage, root, &options)?;
         let marker_version = marker::check(&*storage, root)?;
         let lock = marker::lock(root)?;
@@ -1143,6 +1160,26 @@ fn prepare_dir(storage: &dyn Storage, root: &Path, options: &DbOptions) -> Resul
     storage.create_dir_all(root).map_err(Error::io(root))?;
     marker::create(storage, root)?;
     Ok(true)
+}
+
+/// Refuses to open when the disk under `root` (or under its nearest
+/// existing ancestor, when creating) has less than `required` bytes free.
+fn check_free_space(storage: &dyn Storage, root: &Path, required: u64) -> Result<()> {
+    let existing = root
+        .ancestors()
+        .find(|p| storage.exists(p))
+        .unwrap_or(Path::new("."));
+    let available = storage
+        .available_space(existing)
+        .map_err(Error::io(existing))?;
+    if available < required {
+        return Err(Error::LowDiskSpace {
+            path: root.to_path_buf(),
+            available,
+            required,
+        });
+    }
+    Ok(())
 }
 
 /// Opens the sled store; a panic inside sled (it asserts on some damaged

@@ -149,6 +149,21 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// Too little free space on the disk to open a database for writing:
+    /// refused before anything is written, so that a full disk cannot
+    /// leave the store half-written.
+    #[error(
+        "only {available} bytes are free on the disk of {path}, below the {required} a database needs to open; free some space and try again"
+    )]
+    LowDiskSpace {
+        /// The database.
+        path: PathBuf,
+        /// The bytes free.
+        available: u64,
+        /// The margin asked for.
+        required: u64,
+    },
+
     /// The image with this id does not exist.
     #[error("no image with id {id}")]
     UnknownImage {
@@ -386,7 +401,7 @@ impl Error {
             Error::SpaceMismatch { .. } | Error::ImageExists { .. } => ErrorKind::Conflict,
             Error::Corrupt { .. } => ErrorKind::Corrupt,
             Error::UnsupportedFormat { .. } => ErrorKind::Unsupported,
-            Error::Io { .. } => ErrorKind::Io,
+            Error::Io { .. } | Error::LowDiskSpace { .. } => ErrorKind::Io,
             Error::Store(e) => e.kind(),
             Error::Snapshot(e) => e.kind(),
             Error::Model(e) => e.kind(),

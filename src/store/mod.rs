@@ -151,6 +151,28 @@ pub(crate) struct Store {
     storage: std::sync::Arc<dyn Storage>,
 }
 
+/// Removes what sled leaves of a snapshot write that did not finish (a
+/// `snap.<lsn>.generating` file, empty when the disk filled): sled would
+/// read it as its snapshot and refuse to open. A finished snapshot is
+/// renamed from it, so the leftover never holds data that is not also in
+/// the log.
+fn remove_interrupted_snapshots(dir: &Path) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            tracing::warn!("removing an interrupted store snapshot: {}", path.display());
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
 impl Store {
     /// Opens (or creates) the sled store in `dir`. The caller holds the
     /// database lock, so no other handle or process can have it open.
@@ -161,6 +183,7 @@ impl Store {
         };
         // sled caches up to 1 GiB by default; records are read rarely and the
         // index keeps its own copy of the vectors.
+        remove_interrupted_snapshots(dir).map_err(Error::io(dir))?;
         let config = sled::Config::new().path(dir).cache_capacity(128 << 20);
         let mut wait = std::time::Duration::from_millis(5);
         let mut waited = std::time::Duration::ZERO;

@@ -194,6 +194,9 @@ impl Storage for Faulty {
     fn exists(&self, path: &Path) -> bool {
         LocalStorage.exists(path)
     }
+    fn available_space(&self, path: &Path) -> io::Result<u64> {
+        LocalStorage.available_space(path)
+    }
     fn check_commit(&self, stage: CommitStage) -> io::Result<()> {
         self.check(Kind::Commit(stage))
     }

@@ -4,7 +4,7 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use imgdb::ingest::{IngestOptions, IngestReport};
+use imgdb::ingest::{FileOutcome, IngestEvent, IngestObserver, IngestOptions, IngestReport};
 use imgdb::{
     CancelToken, Db, Encoder, EncoderOptions, ErrorKind, ExportOptions, Filter, ImageFormat, Query,
     QueryTerm, TagOptions, Timestamp, Towers, WriteBatch, WriteOp, ZeroShot, resolve,
@@ -249,9 +249,23 @@ pub fn ingest(cli: &Cli, args: &IngestArgs, out: &mut Out) -> Result<()> {
         cancel,
         ..defaults
     };
-    let mut progress = Progress::new(args.json, cli.quiet);
-    let report = db.ingest(&encoder, &args.paths, &options, &mut progress)?;
-    progress.finish()?;
+    let mut progress = Counted {
+        observer: Progress::new(args.json, cli.quiet),
+        settled: 0,
+    };
+    let result = db.ingest(&encoder, &args.paths, &options, &mut progress);
+    progress.observer.finish()?;
+    // Files are reported only once their batch is committed: what was
+    // reported is in the database, whatever fails next.
+    let stored = |e| {
+        eprintln!(
+            "note: the {} files reported before this error are stored; run the ingest again to do the rest",
+            progress.settled
+        );
+        CommandError::Imgdb(e)
+    };
+    let report = result.map_err(stored)?;
+    db.close().map_err(stored)?;
     print_ingest(&report, args.json, cli.quiet, out)?;
     if report.cancelled {
         return Err(CommandError::Cancelled);
@@ -260,6 +274,24 @@ pub fn ingest(cli: &Cli, args: &IngestArgs, out: &mut Out) -> Result<()> {
         Ok(())
     } else {
         Err(CommandError::Partial)
+    }
+}
+
+/// An ingest observer that counts the files settled (stored, linked,
+/// failed or removed), for the note on a failed ingest.
+struct Counted<O> {
+    observer: O,
+    settled: u64,
+}
+
+impl<O: IngestObserver> IngestObserver for Counted<O> {
+    fn event(&mut self, event: &IngestEvent) {
+        if let IngestEvent::File { outcome, .. } = event
+            && !matches!(outcome, FileOutcome::Unchanged | FileOutcome::StillFailing)
+        {
+            self.settled += 1;
+        }
+        self.observer.event(event);
     }
 }
 
