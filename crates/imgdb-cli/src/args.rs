@@ -1,5 +1,6 @@
 //! Command-line arguments (clap), as typed; `main.rs` validates and runs them.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -125,7 +126,7 @@ pub struct QueryArgs {
     pub texts: Vec<String>,
     /// Image terms: images like this one; `PATH::WEIGHT` weighs one.
     #[arg(long = "image", value_name = "PATH[::W]")]
-    pub images: Vec<String>,
+    pub images: Vec<OsString>,
     /// Texts to steer away from (weight -1).
     #[arg(long, value_name = "TEXT")]
     pub minus: Vec<String>,

@@ -1,6 +1,7 @@
 //! One function per command: validate the arguments, call the library,
 //! print the result.
 
+use std::ffi::OsStr;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
@@ -16,7 +17,7 @@ use crate::args::{
     ClassifyArgs, Cli, DebugCommand, DupesArgs, EvalArgs, ExportArgs, FailuresArgs, ImportArgs,
     IngestArgs, QueryArgs, TagArgs,
 };
-use crate::output::{Out, Progress, hit_json, path_text, timestamp_text};
+use crate::output::{Out, Progress, hit_json, path_json, timestamp_text};
 
 /// What a command returns.
 pub type Result<T> = std::result::Result<T, CommandError>;
@@ -61,13 +62,10 @@ pub fn dupes(cli: &Cli, args: &DupesArgs, out: &mut Out) -> Result<()> {
             .iter()
             .map(|&id| db.get(id))
             .collect::<imgdb::Result<Vec<_>>>()?;
-        let paths: Vec<String> = records
-            .iter()
-            .flatten()
-            .map(|r| path_text(r.path()))
-            .collect();
+        let paths: Vec<&Path> = records.iter().flatten().map(|r| r.path()).collect();
         if args.json {
             let ids: Vec<u64> = group.ids.iter().map(|id| id.0).collect();
+            let paths: Vec<_> = paths.iter().map(|p| path_json(p)).collect();
             out.json(&json!({"ids": ids, "paths": paths, "min_score": group.min_score}))?;
         } else {
             out.line(format!(
@@ -76,7 +74,7 @@ pub fn dupes(cli: &Cli, args: &DupesArgs, out: &mut Out) -> Result<()> {
                 group.min_score
             ))?;
             for path in paths {
-                out.line(format!("  {path}"))?;
+                out.path_line("  ", path, "")?;
             }
         }
     }
@@ -185,7 +183,7 @@ pub fn model_pull(cli: &Cli, name: Option<&str>, out: &mut Out) -> Result<()> {
         progress.set_draw_target(indicatif::ProgressDrawTarget::stderr());
     }
     let folder = imgdb::hub::pull_model(repo, &resolve::model_cache(), progress)?;
-    out.line(path_text(&folder))?;
+    out.path_line("", &folder, "")?;
     Ok(())
 }
 
@@ -334,6 +332,27 @@ fn weighted(term: &str) -> Result<(&str, f32)> {
     }
 }
 
+/// `PATH::WEIGHT` or `PATH`, for a path in any OS encoding (not only UTF-8).
+fn weighted_path(term: &OsStr) -> Result<(PathBuf, f32)> {
+    let bytes = term.as_encoded_bytes();
+    let Some(at) = bytes.windows(2).rposition(|pair| pair == b"::") else {
+        return Ok((PathBuf::from(term), 1.0));
+    };
+    let weight = std::str::from_utf8(&bytes[at + 2..])
+        .ok()
+        .and_then(|w| w.trim().parse().ok())
+        .ok_or_else(|| {
+            CommandError::Usage(format!(
+                "{}: the weight after `::` is not a number",
+                Path::new(term).display()
+            ))
+        })?;
+    // SAFETY: the bytes are split right before the ASCII `::`, a boundary
+    // that `OsStr::from_encoded_bytes_unchecked` documents as valid.
+    let path = unsafe { OsStr::from_encoded_bytes_unchecked(&bytes[..at]) };
+    Ok((PathBuf::from(path), weight))
+}
+
 fn parse_time(text: &str) -> Result<Timestamp> {
     Timestamp::parse(text).ok_or_else(|| {
         CommandError::Usage(format!(
@@ -358,11 +377,8 @@ pub fn query(cli: &Cli, args: &QueryArgs, out: &mut Out) -> Result<()> {
         });
     }
     for term in &args.images {
-        let (path, weight) = weighted(term)?;
-        terms.push(QueryTerm::Image {
-            path: PathBuf::from(path),
-            weight,
-        });
+        let (path, weight) = weighted_path(term)?;
+        terms.push(QueryTerm::Image { path, weight });
     }
     for text in &args.minus {
         terms.push(QueryTerm::Text {
@@ -421,14 +437,10 @@ pub fn query(cli: &Cli, args: &QueryArgs, out: &mut Out) -> Result<()> {
         if args.json {
             out.json(&hit_json(rank + 1, hit))?;
         } else if args.paths {
-            out.line(path_text(&hit.path))?;
+            out.path_line("", &hit.path, "")?;
         } else {
-            out.line(format!(
-                "{:>3}  {:.4}  {}",
-                rank + 1,
-                hit.score,
-                path_text(&hit.path)
-            ))?;
+            let rank = format!("{:>3}  {:.4}  ", rank + 1, hit.score);
+            out.path_line(&rank, &hit.path, "")?;
         }
     }
     Ok(())
@@ -452,12 +464,12 @@ pub fn failures(cli: &Cli, args: &FailuresArgs, out: &mut Out) -> Result<()> {
         }
         if args.json {
             out.json(&json!({
-                "path": path_text(&path), "kind": failure.reason.kind.name(),
+                "path": path_json(&path), "kind": failure.reason.kind.name(),
                 "message": failure.reason.message, "bytes": failure.byte_size,
                 "mtime": timestamp_text(failure.mtime), "at": timestamp_text(failure.at),
             }))?;
         } else {
-            out.line(format!("{}: {}", path_text(&path), failure.reason))?;
+            out.path_line("", &path, &format!(": {}", failure.reason))?;
         }
     }
     Ok(())

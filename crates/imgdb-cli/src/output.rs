@@ -28,6 +28,16 @@ impl Out {
         writeln!(self.writer, "{text}")
     }
 
+    /// `prefix`, the path's bytes as the OS gives them (not necessarily
+    /// UTF-8, as ripgrep prints them, so that `xargs` gets the real file),
+    /// `suffix` and a newline.
+    pub fn path_line(&mut self, prefix: &str, path: &Path, suffix: &str) -> std::io::Result<()> {
+        self.writer.write_all(prefix.as_bytes())?;
+        self.writer.write_all(path.as_os_str().as_encoded_bytes())?;
+        self.writer.write_all(suffix.as_bytes())?;
+        self.writer.write_all(b"\n")
+    }
+
     /// One JSON object on one line.
     pub fn json(&mut self, value: &Value) -> std::io::Result<()> {
         writeln!(self.writer, "{value}")
@@ -39,8 +49,16 @@ impl Out {
 }
 
 /// A path for people and JSON (lossy where not UTF-8).
-pub fn path_text(path: &Path) -> String {
-    path.to_string_lossy().into_owned()
+/// A path in JSON: a string when it is UTF-8, else `{"bytes": BASE64}`
+/// with the OS's bytes in standard base64 (schema/cli.md), so that no path
+/// is changed on its way out.
+pub fn path_json(path: &Path) -> Value {
+    use base64::Engine;
+    match path.to_str() {
+        Some(text) => Value::String(text.to_string()),
+        None => json!({"bytes": base64::engine::general_purpose::STANDARD
+            .encode(path.as_os_str().as_encoded_bytes())}),
+    }
 }
 
 pub fn tags_json(tags: &[Tag]) -> Value {
@@ -55,8 +73,8 @@ pub fn tags_json(tags: &[Tag]) -> Value {
 pub fn image_json(record: &ImageRecord) -> Value {
     json!({
         "id": record.id.0,
-        "path": path_text(record.path()),
-        "paths": record.files.iter().map(|f| path_text(&f.path)).collect::<Vec<_>>(),
+        "path": path_json(record.path()),
+        "paths": record.files.iter().map(|f| path_json(&f.path)).collect::<Vec<_>>(),
         "width": record.width,
         "height": record.height,
         "format": record.format.name(),
@@ -165,7 +183,7 @@ impl IngestObserver for Progress {
                 let _ = out.flush();
             }
             (Progress::Json(out), IngestEvent::File { path, outcome }) => {
-                let mut value = json!({"event": "file", "path": path_text(path)});
+                let mut value = json!({"event": "file", "path": path_json(path)});
                 for (k, v) in outcome_json(outcome).as_object().expect("an object") {
                     value[k] = v.clone();
                 }
