@@ -18,30 +18,28 @@ fn frozen(version: u32) -> tempfile::TempDir {
     dir
 }
 
-#[test]
-fn format_1_opens_migrated_and_answers() {
-    let dir = frozen(1);
-    let path = dir.path().join("db");
-    let encoder = Encoder::load(
+/// The tiny model the frozen databases were written with.
+fn tiny_model() -> Encoder {
+    Encoder::load(
         root().join("fixtures/models/tiny-clip"),
         &EncoderOptions::default(),
     )
-    .unwrap();
-    let db = Db::options()
-        .space(encoder.space().clone())
-        .open(&path)
-        .unwrap();
+    .unwrap()
+}
+
+/// What `scripts/fixtures/make_frozen_db.sh` wrote, read back through
+/// `db`: counts, the snapshot, typed failures said once, tags, answers and
+/// a clean check. Returns the failures, for comparison after a reopen.
+fn assert_frozen_content(db: &Db, encoder: &Encoder) -> Vec<(std::path::PathBuf, imgdb::Failure)> {
     let stats = db.stats().unwrap();
     assert_eq!(stats.format_version, FORMAT_VERSION);
     assert_eq!((stats.images, stats.files, stats.failures), (8, 8, 2));
     assert!(
         matches!(stats.origin, IndexOrigin::Snapshot { replayed: 0, .. }),
-        "the v1 snapshot still loads: {:?}",
+        "the frozen snapshot still loads: {:?}",
         stats.origin
     );
 
-    // Failure records of format 1 (free text that repeated the path) come
-    // back typed and said once.
     let failures = db.failures().unwrap();
     let reason = |name: &str| {
         let (path, failure) = failures
@@ -75,8 +73,9 @@ fn format_1_opens_migrated_and_answers() {
         "{labels:?}"
     );
     let hits = db
-        .query(&encoder, &Query::text("a red circle").k(2))
+        .query(encoder, &Query::text("a red circle").k(2))
         .unwrap();
+    assert_eq!(hits.len(), 2);
     assert!(
         hits.iter().all(|hit| hit
             .path
@@ -84,7 +83,42 @@ fn format_1_opens_migrated_and_answers() {
             .contains("large_red_circle_on_white")),
         "{hits:?}"
     );
-    assert!(db.verify().unwrap().is_clean());
+    let report = db.verify().unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    failures
+}
+
+#[test]
+fn format_2_opens_as_it_is_and_answers() {
+    let dir = frozen(2);
+    let path = dir.path().join("db");
+    let marker = std::fs::read(path.join("imgdb.format")).unwrap();
+    let encoder = tiny_model();
+    let db = Db::options()
+        .space(encoder.space().clone())
+        .open(&path)
+        .unwrap();
+    let failures = assert_frozen_content(&db, &encoder);
+    db.close().unwrap();
+    assert_eq!(
+        std::fs::read(path.join("imgdb.format")).unwrap(),
+        marker,
+        "the current format is not migrated"
+    );
+    let again = Db::open(&path).unwrap();
+    assert_eq!(again.failures().unwrap(), failures);
+}
+
+#[test]
+fn format_1_opens_migrated_and_answers() {
+    let dir = frozen(1);
+    let path = dir.path().join("db");
+    let encoder = tiny_model();
+    let db = Db::options()
+        .space(encoder.space().clone())
+        .open(&path)
+        .unwrap();
+    let failures = assert_frozen_content(&db, &encoder);
     db.close().unwrap();
 
     // Migrated once: the next open finds the current format.
@@ -106,4 +140,17 @@ fn format_1_opens_migrated_and_answers() {
         std::fs::read(&marker).unwrap(),
         "the marker was rewritten"
     );
+}
+
+/// A new format version comes with its frozen database (and a test here).
+#[test]
+fn every_format_version_has_a_frozen_database() {
+    for version in imgdb::FORMAT_OLDEST_SUPPORTED_VERSION..=FORMAT_VERSION {
+        let folder = root().join(format!("fixtures/databases/v{version}"));
+        assert!(
+            folder.join("imgdb.format").is_file(),
+            "{} is missing",
+            folder.display()
+        );
+    }
 }
