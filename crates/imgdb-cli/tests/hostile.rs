@@ -97,6 +97,25 @@ fn every_hostile_file_fails_alone_and_the_rest_is_indexed() {
     }
     assert_eq!(outcomes, expected);
 
+    // Querying by a file that failed gives the same reason and the exit
+    // code of its kind (schema/cli.md), never a crash.
+    for (name, outcome) in &expected {
+        let Some(kind) = outcome.strip_prefix("failed ") else {
+            continue;
+        };
+        let file = folder.join("hostile").join(name);
+        let query = imgdb(&db, &["query", "--image", file.to_str().unwrap()]);
+        let code = match kind {
+            "unsupported" | "corrupt" => 4,
+            "too_large" => 2,
+            other => panic!("no exit code known for {other}"),
+        };
+        let stderr = String::from_utf8_lossy(&query.stderr);
+        assert_eq!(query.status.code(), Some(code), "{name}: {stderr}");
+        assert!(stderr.starts_with("error: "), "{name}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{name}: {stderr}");
+    }
+
     let check = imgdb(&db, &["check"]);
     assert_eq!(
         check.status.code(),
