@@ -103,18 +103,18 @@ fn a_cancelled_ingest_keeps_what_it_reported_and_the_next_run_does_the_rest() {
 
 #[test]
 fn an_export_cancelled_mid_way_leaves_nothing_and_the_database_as_it_was() {
-    const IMAGES: u64 = 20_000;
+    const IMAGES: u64 = 4_000;
     const DIM: usize = 8;
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open_or_create(dir.path().join("db"), space(DIM as u32)).unwrap();
-    for chunk in (1..=IMAGES).collect::<Vec<_>>().chunks(2_000) {
+    for chunk in (1..=IMAGES).collect::<Vec<_>>().chunks(1_000) {
         let images = chunk.iter().map(|&n| common::image(n, DIM)).collect();
         db.insert(&space(DIM as u32), images).unwrap();
     }
     let out = dir.path().join("export");
     let cancel = CancelToken::new();
     let options = ExportOptions {
-        shard_rows: 100,
+        shard_rows: 10,
         cancel: cancel.clone(),
     };
     // Cancelled once the export is under way: its second shard begun.
