@@ -144,7 +144,6 @@ fn a_crash_after_the_old_database_is_set_aside_finishes_the_swap() {
 }
 
 #[test]
-#[ignore = "bug: finish_interrupted leaves db.reindex-old (and the marker) once db exists, and the next reindex fails with DirectoryNotEmpty renaming db aside"]
 fn a_crash_after_the_new_database_is_renamed_in_finishes_the_swap() {
     let s = Setup::new();
     // Step 4 half done: the new database renamed in, its marker and the
@@ -157,7 +156,6 @@ fn a_crash_after_the_new_database_is_renamed_in_finishes_the_swap() {
 }
 
 #[test]
-#[ignore = "bug: finish_interrupted leaves db.reindex-old (and the marker) once db exists, and the next reindex fails with DirectoryNotEmpty renaming db aside"]
 fn a_crash_before_the_old_database_is_removed_finishes_the_swap() {
     let s = Setup::new();
     // Step 4 all but done: only the old database is left to remove.

@@ -36,16 +36,26 @@ fn sibling(db: &Path, suffix: &str) -> PathBuf {
     db.with_file_name(name)
 }
 
-/// Completes a swap a crash interrupted: `db` is gone, and a complete
-/// rebuilt database waits beside it. Anything else is left alone.
+/// Completes a swap a crash interrupted after step 3: either `db` is gone
+/// and a complete rebuilt database waits beside it (step 4 to do), or the
+/// rebuilt one is in place already and only its marker and the old database
+/// are left to remove (`db` beside `<db>.reindex-old` happens only then).
+/// Anything else is left alone.
 pub(super) fn finish_interrupted(db: &Path) -> Result<()> {
     let new = sibling(db, ".reindex");
-    if db.exists() || !new.join(COMPLETE_MARKER).is_file() {
+    let old = sibling(db, ".reindex-old");
+    if !db.exists() {
+        if !new.join(COMPLETE_MARKER).is_file() {
+            return Ok(());
+        }
+        std::fs::rename(&new, db).map_err(Error::io(db))?;
+    } else if !old.exists() {
         return Ok(());
     }
-    std::fs::rename(&new, db).map_err(Error::io(db))?;
-    std::fs::remove_file(db.join(COMPLETE_MARKER)).map_err(Error::io(db))?;
-    let old = sibling(db, ".reindex-old");
+    let marker = db.join(COMPLETE_MARKER);
+    if marker.exists() {
+        std::fs::remove_file(&marker).map_err(Error::io(db))?;
+    }
     if old.exists() {
         std::fs::remove_dir_all(&old).map_err(Error::io(&old))?;
     }

@@ -45,11 +45,11 @@ pub enum Error {
     },
 
     /// Another process (or another handle in this process) has the database open.
-    #[error("database {path} is in use by another process (sled holds its lock)")]
+    #[error("database {path} is in use by another process (it holds <db>/lock)")]
     InUse {
         /// The database directory.
         path: PathBuf,
-        /// The locking error reported by the store.
+        /// The locking error of the database's lock file.
         #[source]
         source: std::io::Error,
     },
