@@ -824,6 +824,17 @@ impl Inner {
                     };
                     (index, origin, replayed as u64, snapshot_now)
                 }
+                // The snapshot is evidence of writes the store lost:
+                // rebuilding from what is left would pass off the loss
+                // (all of it, for a truncated store) as a sound database.
+                Err(reason @ RebuildReason::AheadOfStore { .. }) => {
+                    warn!("{}: {reason}", root.display());
+                    return Err(Error::Corrupt {
+                        path: root.join(STORE_DIR),
+                        what: "store",
+                        problem: Corruption::StoreBehindIndex,
+                    });
+                }
                 Err(reason) => {
                     if reason == RebuildReason::NoSnapshot && store.record_count() == 0 {
                         info!("{}: empty database, new index", root.display());
