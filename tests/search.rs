@@ -277,8 +277,8 @@ fn norm(v: &[f32]) -> f32 {
 /// The images in the database before the concurrent rounds (ids 1 to 2 000).
 const PRELOADED: u64 = 2000;
 /// The writer's rounds: each inserts 10 images and deletes 6.
-const ROUNDS: u64 = 40;
-const READERS: u64 = 3;
+const ROUNDS: u64 = 20;
+const READERS: u64 = 2;
 
 #[test]
 fn readers_writers_and_maintenance_overlap_and_see_every_acknowledged_write() {
@@ -289,7 +289,7 @@ fn readers_writers_and_maintenance_overlap_and_see_every_acknowledged_write() {
     // more from the test's own maintainer below.
     let db = graph_walk(DIM as u32)
         .snapshot_every(50)
-        .compact_ratio(0.05)
+        .compact_ratio(0.02)
         .open(dir.path().join("db"))
         .unwrap();
     db.insert(&s, (0..PRELOADED).map(|n| image(n, DIM)).collect())
