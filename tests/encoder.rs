@@ -168,14 +168,10 @@ fn split_tower_folders_load_and_agree() {
 
 #[test]
 fn gpu_devices_fail_clearly_and_auto_falls_back() {
-    let cpu_runtime = !load(&tiny())
-        .runtime_path()
-        .to_string_lossy()
-        .contains("gpu");
-    if !cpu_runtime {
-        println!("SKIPPED: a GPU build of ONNX Runtime is loaded; scripts/gpu-check.sh covers it");
-        return;
-    }
+    let runtime = load(&tiny()).runtime_path().to_path_buf();
+    // The CPU build of ONNX Runtime has no GPU provider at all; a GPU build
+    // may start one or not, depending on the machine.
+    let gpu_build = runtime.to_string_lossy().contains("gpu");
     for device in [Device::Cuda, Device::TensorRt] {
         let options = EncoderOptions {
             device,
@@ -184,6 +180,14 @@ fn gpu_devices_fail_clearly_and_auto_falls_back() {
         match Encoder::load(tiny(), &options) {
             Err(Error::Model(ModelError::Provider { device: d, .. })) => assert_eq!(d, device),
             Err(other) => panic!("{device}: unexpected error {other}"),
+            Ok(encoder) if gpu_build => {
+                assert_eq!(encoder.provider().device, device);
+                eprintln!(
+                    "{device} started: the failure path is not exercised on this machine \
+                     ({}); the CPU runtime's test covers it",
+                    runtime.display()
+                );
+            }
             Ok(_) => panic!("{device} must not start on the CPU runtime"),
         }
     }
@@ -195,14 +199,25 @@ fn gpu_devices_fail_clearly_and_auto_falls_back() {
         },
     )
     .unwrap();
-    assert_eq!(auto.provider().device, Device::Cpu);
-    let reason = auto
-        .provider()
-        .fallback
-        .clone()
-        .expect("auto says why it fell back");
     println!("auto: {}", auto.provider());
-    assert!(reason.to_lowercase().contains("cuda"), "{reason}");
+    if auto.provider().device == Device::Cpu {
+        let reason = auto
+            .provider()
+            .fallback
+            .clone()
+            .expect("auto says why it fell back");
+        assert!(reason.to_lowercase().contains("cuda"), "{reason}");
+    } else {
+        assert!(
+            gpu_build,
+            "auto chose {} on the CPU runtime",
+            auto.provider()
+        );
+        eprintln!(
+            "auto started {}: its fallback is not exercised on this machine",
+            auto.provider()
+        );
+    }
 }
 
 /// Copies `source` to `dir/name`, lets `edit` break it, and returns the
@@ -362,10 +377,13 @@ fn the_tiny_model_reaches_its_figures_through_imgdb() {
             .unwrap()
             .1
     };
-    assert!(recall(1) >= 0.9, "recall@1 {}", recall(1));
-    assert_eq!(recall(5), 1.0);
-    assert!(
-        report.zero_shot_accuracy >= 0.9,
+    // The figures fixtures/eval/README.md records: recall@1 1.0000 (90/90)
+    // and zero-shot accuracy 0.9500 (171/180).
+    assert_eq!(recall(1), 1.0, "recall@1");
+    assert_eq!(recall(5), 1.0, "recall@5");
+    assert_eq!(
+        (report.zero_shot_accuracy * 180.0).round(),
+        171.0,
         "zero-shot {}",
         report.zero_shot_accuracy
     );

@@ -205,3 +205,28 @@ fn without_the_thread_a_write_bounds_the_delta_and_a_checkpoint_refreshes() {
         assert_eq!(nearest(&db, n), ids[n as usize], "image {n}");
     }
 }
+
+#[test]
+fn delta_rows_sets_the_refresh_size() {
+    seed("delta rows", 0);
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Faulty::new();
+    let db = options(&storage)
+        .background_maintenance(false)
+        .snapshot_every(1_000_000)
+        .exact_scan_rows(0)
+        .delta_rows(100)
+        .open(dir.path().join("db"))
+        .unwrap();
+    let mut ids = Vec::new();
+    for start in (0..2000).step_by(64) {
+        ids.extend(insert(&db, start..(start + 64).min(2000)));
+        // A write refreshes past four refresh sizes: 400 rows here, where
+        // the default (4 × 1 024) would leave all 2 000 in the delta.
+        let delta = db.stats().unwrap().delta_points;
+        assert!(delta <= 4 * 100 + 64, "{delta} rows after {start}");
+    }
+    for n in (0..2000).step_by(97) {
+        assert_eq!(nearest(&db, n), ids[n as usize], "image {n}");
+    }
+}

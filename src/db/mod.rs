@@ -78,6 +78,7 @@ pub struct DbOptions {
     snapshot_every: u64,
     compact_ratio: f32,
     exact_scan_rows: usize,
+    delta_rows: usize,
     background: bool,
     min_free_space: u64,
     storage: SharedStorage,
@@ -102,6 +103,7 @@ impl Default for DbOptions {
             snapshot_every: 10_000,
             compact_ratio: 0.2,
             exact_scan_rows: crate::index::EXACT_SCAN_ROWS,
+            delta_rows: crate::index::DELTA_ROWS,
             background: true,
             min_free_space: DEFAULT_MIN_FREE_SPACE,
             storage: SharedStorage(LocalStorage::shared()),
@@ -170,6 +172,16 @@ impl DbOptions {
     /// exact scan instead of a graph walk. Default: 10 000.
     pub fn exact_scan_rows(mut self, rows: usize) -> DbOptions {
         self.exact_scan_rows = rows;
+        self
+    }
+
+    /// Refresh the graph's search copy once this many points are newer
+    /// than it, or 1/256 of the index if that is more (see
+    /// [`Stats::delta_points`]: searches scan those points exactly). Lower
+    /// makes new points reach the graph walk sooner, at the cost of more
+    /// frequent refreshes (each a copy of the whole graph). Default: 1 024.
+    pub fn delta_rows(mut self, rows: usize) -> DbOptions {
+        self.delta_rows = rows;
         self
     }
 
@@ -829,6 +841,17 @@ impl Inner {
                     };
                     (index, origin, replayed as u64, snapshot_now)
                 }
+                // The snapshot is evidence of writes the store lost:
+                // rebuilding from what is left would pass off the loss
+                // (all of it, for a truncated store) as a sound database.
+                Err(reason @ RebuildReason::AheadOfStore { .. }) => {
+                    warn!("{}: {reason}", root.display());
+                    return Err(Error::Corrupt {
+                        path: root.join(STORE_DIR),
+                        what: "store",
+                        problem: Corruption::StoreBehindIndex,
+                    });
+                }
                 Err(reason) => {
                     if reason == RebuildReason::NoSnapshot && store.record_count() == 0 {
                         info!("{}: empty database, new index", root.display());
@@ -850,6 +873,7 @@ impl Inner {
             }
         };
         index.exact_scan_rows = options.exact_scan_rows;
+        index.delta_rows = options.delta_rows;
         let inner = Inner {
             root: root.to_path_buf(),
             store,

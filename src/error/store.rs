@@ -133,6 +133,9 @@ pub enum Corruption {
     NoDatabaseId,
     /// sled panicked while opening the store.
     StorePanicked,
+    /// The store ends before changes the index snapshot covers: it lost
+    /// acknowledged writes (truncated, or replaced by an older copy).
+    StoreBehindIndex,
 }
 
 impl std::fmt::Display for Corruption {
@@ -157,6 +160,10 @@ impl std::fmt::Display for Corruption {
             Corruption::NoIndexParams => "no index parameters recorded",
             Corruption::NoDatabaseId => "no database id recorded",
             Corruption::StorePanicked => "sled panicked while opening it",
+            Corruption::StoreBehindIndex => {
+                "it lacks changes the index snapshot covers (it was truncated or replaced \
+                 by an older copy); restore it, or remove the index folder to open what is left"
+            }
         })
     }
 }

@@ -98,10 +98,11 @@ impl IndexParams {
 /// The default of [`VectorIndex::exact_scan_rows`].
 pub(crate) const EXACT_SCAN_ROWS: usize = 10_000;
 
-/// The flat copy is refreshed once the delta passes this many rows, or
-/// 1/256 of the rows if more: the delta scan then stays a small part of a
-/// search, and refreshing (a full copy) a small part of inserting.
-const DELTA_ROWS: usize = 1024;
+/// The default of [`VectorIndex::delta_rows`]: the flat copy is refreshed
+/// once the delta passes this many rows, or 1/256 of the rows if more. The
+/// delta scan then stays a small part of a search, and refreshing (a full
+/// copy) a small part of inserting.
+pub(crate) const DELTA_ROWS: usize = 1024;
 
 /// A write refreshes the flat copy itself once the delta is this many
 /// refresh sizes: the back-pressure that bounds what searches scan exactly
@@ -172,6 +173,9 @@ pub(crate) struct VectorIndex {
     /// misses (a graph walk through a sparse filter can strand in a region
     /// without matches).
     pub exact_scan_rows: usize,
+    /// The smallest delta that makes a refresh of the flat copy due (see
+    /// [`DELTA_ROWS`]); tests lower it so that new rows reach the walk.
+    pub delta_rows: usize,
     state: RwLock<State>,
     graph: Mutex<GraphSlot>,
 }
@@ -278,6 +282,7 @@ impl VectorIndex {
             dim,
             params,
             exact_scan_rows: EXACT_SCAN_ROWS,
+            delta_rows: DELTA_ROWS,
             state: RwLock::new(state),
             graph: Mutex::new(graph),
         }
@@ -492,7 +497,7 @@ impl VectorIndex {
         // keeps a writer from outrunning the graph.
         let wait = {
             let state = self.read();
-            state.rows.len() - state.graphed > 2 * delta_rows(state.rows.len())
+            state.rows.len() - state.graphed > 2 * self.refresh_size(state.rows.len())
         };
         let slot = if wait {
             self.graph()
@@ -509,9 +514,15 @@ impl VectorIndex {
         // backlog drains over the next writes instead of stalling one.
         let limit = graph.len() + 2 * added;
         self.catch_up(graph, limit);
-        if self.unrefreshed() > OVERDUE * delta_rows(self.read().rows.len()) {
+        if self.unrefreshed() > OVERDUE * self.refresh_size(self.read().rows.len()) {
             self.refresh_with(slot);
         }
+    }
+
+    /// The delta (rows the flat copy does not cover) at which the flat copy
+    /// of an index of `rows` rows is refreshed.
+    fn refresh_size(&self, rows: usize) -> usize {
+        self.delta_rows.max(rows / 256)
     }
 
     /// The rows the graph holds that the flat copy lacks: what a refresh
@@ -532,7 +543,7 @@ impl VectorIndex {
     /// count: a refresh could not add them, and counting them would keep
     /// the refresh holding the graph that they wait for.
     pub fn refresh_due(&self) -> bool {
-        self.unrefreshed() > delta_rows(self.read().rows.len())
+        self.unrefreshed() > self.refresh_size(self.read().rows.len())
     }
 
     /// Refreshes the flat copy from the graph when it is due. Holds the
@@ -686,12 +697,6 @@ impl VectorIndex {
     pub fn watermark(&self) -> u64 {
         self.read().watermark
     }
-}
-
-/// The delta (rows the flat copy does not cover) at which the flat copy of
-/// an index of `rows` rows is refreshed.
-fn delta_rows(rows: usize) -> usize {
-    DELTA_ROWS.max(rows / 256)
 }
 
 /// A new hnsw_rs graph of `vectors`, rows in order, inserted in parallel.

@@ -68,7 +68,9 @@ pub enum RebuildReason {
     /// The snapshot belongs to another database (it was copied in).
     ForeignDatabase,
     /// The snapshot covers store changes the store does not have (the store
-    /// was replaced by an older copy, say).
+    /// was truncated, or replaced by an older copy). Opening refuses such a
+    /// store ([`Corruption::StoreBehindIndex`](crate::Corruption))
+    /// rather than rebuilding the index from what it has left.
     AheadOfStore {
         /// The snapshot's watermark.
         watermark: u64,

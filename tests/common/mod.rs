@@ -95,3 +95,83 @@ pub fn image(n: u64, dim: usize) -> NewImage {
         vector: unit_vector(n, dim),
     }
 }
+
+/// Options under which every search walks the HNSW graph, however small
+/// the database: no exact scan of small results (`exact_scan_rows(0)`),
+/// and the graph's search copy refreshed as soon as points are newer than
+/// it (`delta_rows(0)`) rather than those points waiting in the exactly
+/// scanned delta. Below the defaults' 10 000 and 1 024 rows a test would
+/// otherwise only ever check the exact scan.
+pub fn graph_walk(dim: u32) -> imgdb::DbOptions {
+    imgdb::Db::options()
+        .space(space(dim))
+        .create_if_missing(true)
+        .exact_scan_rows(0)
+        .delta_rows(0)
+}
+
+/// The ids of the `k` records nearest `query` by cosine similarity, by
+/// brute force, among those `keep` accepts; ties go to the lower id, as in
+/// the index.
+pub fn exact_top_k(
+    records: &[imgdb::ImageRecord],
+    query: &[f32],
+    k: usize,
+    keep: impl Fn(&imgdb::ImageRecord) -> bool,
+) -> Vec<imgdb::ImageId> {
+    let norm = query.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let mut scored: Vec<(f32, imgdb::ImageId)> = records
+        .iter()
+        .filter(|r| keep(r))
+        .map(|r| {
+            let score = r.vector.iter().zip(query).map(|(a, b)| a * b).sum::<f32>() / norm;
+            (score, r.id)
+        })
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    scored.into_iter().take(k).map(|(_, id)| id).collect()
+}
+
+/// recall@k of `db`'s searches against brute force over its records: the
+/// share of the exact top `options.k` (among the records `keep` accepts,
+/// which must be what `options.filter` lets through) that the searches
+/// return, over all `queries`.
+pub fn recall(
+    db: &imgdb::Db,
+    queries: &[Vec<f32>],
+    options: &imgdb::SearchOptions,
+    keep: impl Fn(&imgdb::ImageRecord) -> bool,
+) -> f64 {
+    let records: Vec<imgdb::ImageRecord> = db.records().map(|r| r.unwrap()).collect();
+    let (mut found, mut expected) = (0, 0);
+    for query in queries {
+        let hits = db.search(query, options).unwrap();
+        let truth = exact_top_k(&records, query, options.k, &keep);
+        found += hits.iter().filter(|h| truth.contains(&h.id)).count();
+        expected += truth.len();
+    }
+    assert!(expected > 0, "no record passes the filter");
+    found as f64 / expected as f64
+}
+
+/// Opens the sled store of the closed database at `db` directly (the trees
+/// of `schema/store.md`), lets `damage` change it behind the library's
+/// back, and flushes. Retries while the I/O threads of a handle dropped
+/// just before still hold sled's lock.
+pub fn damage_store(db: &std::path::Path, damage: impl FnOnce(&sled::Db)) {
+    let path = db.join("store");
+    let mut tries = 0;
+    let store = loop {
+        match sled::open(&path) {
+            Ok(store) => break store,
+            Err(e) if tries < 200 => {
+                tries += 1;
+                println!("waiting for sled's lock: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            Err(e) => panic!("cannot open {}: {e}", path.display()),
+        }
+    };
+    damage(&store);
+    store.flush().unwrap();
+}

@@ -187,6 +187,7 @@ fn ingest_query_and_keep_up_with_the_folder() {
 
     // --paths prints paths only, the table ranks and scores.
     let listed = world.ok(&["query", "a green triangle", "-k", "2", "--paths"]);
+    assert_eq!(listed.lines().count(), 2, "{listed}");
     assert!(listed.lines().all(|l| Path::new(l).is_file()), "{listed}");
     let table = world.ok(&["query", "a green triangle", "-k", "2"]);
     assert!(
@@ -261,6 +262,11 @@ fn ingest_query_and_keep_up_with_the_folder() {
     assert_eq!(hit["paths"].as_array().unwrap().len(), 1);
     let unknown = world.run(&["rm", "/nowhere/at/all.png"]);
     assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("not indexed: /nowhere/at/all.png"),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
 }
 
 #[test]
@@ -324,6 +330,7 @@ fn a_corrupt_file_is_listed_and_the_rest_is_searchable() {
     assert_eq!(bad_kind.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad_kind.stderr).contains("unsupported, too_large"));
     let hits = world.json_lines(&["query", "a yellow square", "-k", "3", "--json"]);
+    assert_eq!(hits.len(), 3);
     assert!(paths(&hits).iter().all(|p| p.contains("yellow_square")));
 
     // Unchanged failures are not retried; a fixed file is indexed.
@@ -440,6 +447,11 @@ fn export_then_import_gives_the_same_answers() {
     let micro = micro_model(&world);
     let refused = other.run_with(&micro, &["import", &export.to_string_lossy()]);
     assert_eq!(refused.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        message.contains("tiny-clip") && message.contains("micro"),
+        "{message}"
+    );
 }
 
 #[test]
@@ -452,9 +464,13 @@ fn eval_reproduces_the_tiny_models_figures() {
         "a {}",
         "--json",
     ]);
+    // The figures fixtures/eval/README.md records: recall@1 1.0000 (90/90)
+    // and zero-shot accuracy 0.9500 (171/180).
     assert_eq!(report[0]["classes"].as_u64(), Some(90));
-    assert!(report[0]["text_to_image"]["recall@1"].as_f64().unwrap() >= 0.9);
+    assert_eq!(report[0]["text_to_image"]["recall@1"].as_f64(), Some(1.0));
     assert_eq!(report[0]["text_to_image"]["recall@5"].as_f64(), Some(1.0));
+    let zero_shot = report[0]["zero_shot_accuracy"].as_f64().unwrap();
+    assert_eq!((zero_shot * 180.0).round(), 171.0, "zero-shot {zero_shot}");
     let table = world.ok(&[
         "eval",
         &root().join("fixtures/eval/shapes").to_string_lossy(),
@@ -500,7 +516,13 @@ fn a_model_change_is_refused_until_reindex() {
             .code(),
         Some(0)
     );
-    assert_eq!(world.run(&["query", "a red circle"]).status.code(), Some(2));
+    let old_model = world.run(&["query", "a red circle"]);
+    assert_eq!(old_model.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&old_model.stderr);
+    assert!(
+        message.contains("tiny-clip") && message.contains("micro"),
+        "{message}"
+    );
     assert_eq!(world.run_with(&micro, &["check"]).status.code(), Some(0));
 }
 
@@ -543,11 +565,9 @@ fn model_pull_fetches_from_the_hub_and_becomes_the_default() {
         .args(["query", "a red circle", "-k", "3", "--paths"])
         .output()
         .unwrap();
-    assert!(
-        String::from_utf8_lossy(&query.stdout)
-            .lines()
-            .all(|p| p.contains("red_circle"))
-    );
+    let listed = String::from_utf8_lossy(&query.stdout);
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+    assert!(listed.lines().all(|p| p.contains("red_circle")), "{listed}");
 
     // A file that does not match its checksum is refused and deleted.
     let bad_hub = hub::serve(
@@ -598,6 +618,11 @@ fn usage_errors_and_closed_pipes() {
 
     let bad_weight = world.run(&["query", "--text", "a dog::heavy"]);
     assert_eq!(bad_weight.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad_weight.stderr).contains("heavy"),
+        "{}",
+        String::from_utf8_lossy(&bad_weight.stderr)
+    );
     let bad_device = world.run(&["--device", "tpu", "query", "a dog"]);
     assert_eq!(bad_device.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad_device.stderr).contains("cpu, cuda, tensorrt or auto"));
@@ -621,6 +646,11 @@ fn exit_codes_follow_the_error_kind() {
     std::fs::write(&marker, bytes).unwrap();
     let damaged = world.run(&["stats"]);
     assert_eq!(damaged.status.code(), Some(4));
+    assert!(
+        String::from_utf8_lossy(&damaged.stderr).contains("imgdb.format"),
+        "{}",
+        String::from_utf8_lossy(&damaged.stderr)
+    );
     // A model folder that is not one: the model is unusable.
     let not_a_model = world.dir.path().join("not-a-model");
     std::fs::create_dir_all(&not_a_model).unwrap();
@@ -657,33 +687,101 @@ fn near_duplicates_are_grouped() {
 }
 
 #[test]
-fn debug_commands_write_npy() {
+fn debug_commands_write_what_the_reference_pipelines_give() {
     let world = World::new();
-    let image = world
-        .photos()
-        .join("shapes/small_green_circle_on_gray/0.png");
+    let parity = root().join("fixtures/parity");
     let tensor = world.dir.path().join("input.npy");
     world.ok(&[
         "debug",
         "preprocess",
-        &image.to_string_lossy(),
+        &root()
+            .join("fixtures/photos/astronaut.jpg")
+            .to_string_lossy(),
         "--out",
         &tensor.to_string_lossy(),
     ]);
     let input: ndarray::Array4<f32> = ndarray_npy::read_npy(&tensor).unwrap();
-    assert_eq!(input.shape(), &[1, 3, 64, 64]);
+    let reference: ndarray::Array4<f32> =
+        ndarray_npy::read_npy(parity.join("tensors/photo_astronaut.npy")).unwrap();
+    assert_eq!(input.shape(), reference.shape());
+    // tests/preprocess_parity.rs's bound: 2/255 before normalisation.
+    let max = input
+        .iter()
+        .zip(&reference)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        max <= 2.0 / 255.0 / 0.26,
+        "preprocess: max difference {max}"
+    );
+
     let vector = world.dir.path().join("vector.npy");
+    let embeddings: Value =
+        serde_json::from_str(&std::fs::read_to_string(parity.join("embeddings.json")).unwrap())
+            .unwrap();
+    let text = &embeddings["texts"][0];
     world.ok(&[
         "debug",
         "embed",
         "--text",
-        "a green circle",
+        text["text"].as_str().unwrap(),
         "--out",
         &vector.to_string_lossy(),
     ]);
-    let v: ndarray::Array2<f32> = ndarray_npy::read_npy(&vector).unwrap();
-    assert_eq!(v.shape(), &[1, 64]);
-    assert!((v.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-5);
+    let ours: ndarray::Array2<f32> = ndarray_npy::read_npy(&vector).unwrap();
+    assert_eq!(ours.shape(), &[1, 64]);
+    assert!((ours.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-5);
+    let theirs: Vec<f32> = text["text_embeds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    let norm = theirs.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let cosine = ours.iter().zip(&theirs).map(|(a, b)| a * b).sum::<f32>() / norm;
+    // tests/encoder.rs's bound against the same references.
+    assert!(cosine >= 0.99999, "embed: cosine {cosine} to the reference");
+}
+
+#[test]
+fn check_names_damage_and_exits_1() {
+    let world = World::new();
+    // check opens no model: a database the library made will do.
+    let space = common::space(16);
+    let db = imgdb::Db::open_or_create(world.db(), space.clone()).unwrap();
+    db.insert(&space, (0..20).map(|n| common::image(n, 16)).collect())
+        .unwrap();
+    drop(db);
+    let clean = world.ok(&["check"]);
+    assert_eq!(
+        clean.lines().collect::<Vec<_>>(),
+        ["20 images, 20 index points, 0 tombstones: consistent"]
+    );
+
+    let lost = common::image(4, 16).path;
+    common::damage_store(&world.db(), |store| {
+        let removed = store
+            .open_tree("paths")
+            .unwrap()
+            .remove(lost.to_str().unwrap().as_bytes())
+            .unwrap();
+        assert!(removed.is_some(), "no path entry for {}", lost.display());
+    });
+    let damaged = world.run(&["check"]);
+    assert_eq!(damaged.status.code(), Some(1));
+    let stdout = String::from_utf8(damaged.stdout).unwrap();
+    assert_eq!(
+        stdout.lines().collect::<Vec<_>>(),
+        [
+            format!("problem: PathNotMapped {{ path: {lost:?}, id: ImageId(5) }}").as_str(),
+            "20 images, 20 index points, 0 tombstones: INCONSISTENT"
+        ]
+    );
+    let report = world.run(&["check", "--json"]);
+    assert_eq!(report.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert_eq!(report["clean"], false);
+    assert_eq!(report["problems"].as_array().unwrap().len(), 1);
 }
 
 #[test]
