@@ -197,7 +197,10 @@ mod tests {
         std::thread::sleep(Duration::from_millis(1));
         let err = reader.read(&mut [0u8; 4]).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
-        let mut reader = DeadlineReader::new(std::io::Cursor::new(vec![7u8; 8]), Duration::from_secs(3600));
+        let mut reader = DeadlineReader::new(
+            std::io::Cursor::new(vec![7u8; 8]),
+            Duration::from_secs(3600),
+        );
         let mut buf = [0u8; 4];
         assert_eq!(reader.read(&mut buf).unwrap(), 4);
         assert_eq!(buf, [7; 4]);
