@@ -118,11 +118,16 @@ pub enum ImageFormat {
     Tiff,
     /// Anything else (imported vectors, for example).
     Other,
+    /// HEIF with HEVC inside: HEIC, every iPhone photo since 2017 (the
+    /// primary image is indexed).
+    Heif,
+    /// AVIF: HEIF with AV1 inside.
+    Avif,
 }
 
 impl ImageFormat {
     /// Every format.
-    pub const ALL: [ImageFormat; 7] = [
+    pub const ALL: [ImageFormat; 9] = [
         ImageFormat::Jpeg,
         ImageFormat::Png,
         ImageFormat::WebP,
@@ -130,6 +135,8 @@ impl ImageFormat {
         ImageFormat::Bmp,
         ImageFormat::Tiff,
         ImageFormat::Other,
+        ImageFormat::Heif,
+        ImageFormat::Avif,
     ];
 
     /// The format's persisted code (store records and index snapshots).
@@ -143,6 +150,8 @@ impl ImageFormat {
             ImageFormat::Bmp => 4,
             ImageFormat::Tiff => 5,
             ImageFormat::Other => 6,
+            ImageFormat::Heif => 7,
+            ImageFormat::Avif => 8,
         }
     }
 
@@ -161,10 +170,13 @@ impl ImageFormat {
             ImageFormat::Bmp => "bmp",
             ImageFormat::Tiff => "tiff",
             ImageFormat::Other => "other",
+            ImageFormat::Heif => "heif",
+            ImageFormat::Avif => "avif",
         }
     }
 
-    /// Parses a name (`jpg` is accepted for `jpeg`, `tif` for `tiff`).
+    /// Parses a name (`jpg` is accepted for `jpeg`, `tif` for `tiff`, `heic`
+    /// and `hif` for `heif`).
     pub fn from_name(name: &str) -> Option<ImageFormat> {
         let name = name.to_ascii_lowercase();
         Some(match name.as_str() {
@@ -175,6 +187,8 @@ impl ImageFormat {
             "bmp" => ImageFormat::Bmp,
             "tiff" | "tif" => ImageFormat::Tiff,
             "other" => ImageFormat::Other,
+            "heif" | "heic" | "hif" => ImageFormat::Heif,
+            "avif" => ImageFormat::Avif,
             _ => return None,
         })
     }
@@ -280,6 +294,8 @@ mod tests {
             (ImageFormat::Bmp, 4),
             (ImageFormat::Tiff, 5),
             (ImageFormat::Other, 6),
+            (ImageFormat::Heif, 7),
+            (ImageFormat::Avif, 8),
         ];
         assert_eq!(pinned.len(), ImageFormat::ALL.len());
         for (format, code) in pinned {
@@ -287,7 +303,7 @@ mod tests {
             assert_eq!(ImageFormat::from_code(code), Some(format));
             assert_eq!(ImageFormat::from_name(format.name()), Some(format));
         }
-        assert_eq!(ImageFormat::from_code(7), None);
+        assert_eq!(ImageFormat::from_code(9), None);
     }
 
     /// The store's bincode bytes of each domain type, as schema/store.md
