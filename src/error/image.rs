@@ -68,6 +68,21 @@ pub enum ImageError {
         source: image::ImageError,
     },
 
+    /// libheif refused the data (HEIF, HEIC, AVIF).
+    #[error("cannot decode HEIF")]
+    Heif {
+        /// libheif's error.
+        #[source]
+        source: libheif_rs::HeifError,
+    },
+
+    /// libtiff refused the data.
+    #[error("cannot decode TIFF: {message}")]
+    Tiff {
+        /// libtiff's message.
+        message: String,
+    },
+
     /// libjpeg refused the data.
     #[error("cannot decode JPEG: {message}")]
     Jpeg {
@@ -79,10 +94,20 @@ pub enum ImageError {
 impl ImageError {
     /// The kind of failure.
     pub fn kind(&self) -> ErrorKind {
+        use libheif_rs::HeifErrorCode;
         match self {
             ImageError::Unsupported { .. }
             | ImageError::NotAFile
             | ImageError::DecoderPanicked { .. } => ErrorKind::Unsupported,
+            // A codec libheif was built without (JPEG 2000, VVC…), say.
+            ImageError::Heif { source }
+                if matches!(
+                    source.code,
+                    HeifErrorCode::UnsupportedFeature | HeifErrorCode::UnsupportedFileType
+                ) =>
+            {
+                ErrorKind::Unsupported
+            }
             ImageError::TooLarge { .. }
             | ImageError::FileTooLarge { .. }
             | ImageError::TimedOut { .. } => ErrorKind::TooLarge,
@@ -90,9 +115,11 @@ impl ImageError {
             ImageError::Decode {
                 source: image::ImageError::Limits(_),
             } => ErrorKind::TooLarge,
-            ImageError::Empty | ImageError::Decode { .. } | ImageError::Jpeg { .. } => {
-                ErrorKind::Corrupt
-            }
+            ImageError::Empty
+            | ImageError::Decode { .. }
+            | ImageError::Heif { .. }
+            | ImageError::Tiff { .. }
+            | ImageError::Jpeg { .. } => ErrorKind::Corrupt,
         }
     }
 }

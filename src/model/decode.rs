@@ -1,15 +1,19 @@
 //! Decoding image files into 8-bit RGB, the way the reference pipelines see
-//! them: EXIF orientation applied, transparency composited onto white (as
-//! transformers' `convert_to_rgb` does) or dropped (as Pillow's
-//! `convert("RGB")`, which Immich uses, does), 16-bit samples cut to their
-//! high byte (as Pillow does for RGB).
+//! them: orientation applied as Pillow's `ImageOps.exif_transpose` does,
+//! transparency composited onto white (as transformers' `convert_to_rgb`
+//! does) or dropped (as Pillow's `convert("RGB")`, which Immich uses, does),
+//! 16-bit samples cut to their high byte (as Pillow does for RGB).
 //!
-//! JPEGs go through libjpeg-turbo's decoder (the one Pillow ships, so the
-//! pixels are the reference's exactly; pure-Rust decoders were measured 3 to
-//! 4 levels off). When asked, those much larger than the model's input are
-//! decoded at a reduced scale n/8 (the IDCT computes fewer pixels), which
-//! skips most of the decoding and resizing work (see `Preprocessor::with_dct_scaling`).
-//! Other formats go through the `image` crate.
+//! One decoder per format, each the one Pillow (with pillow-heif) uses where
+//! a pure-Rust one falls short:
+//! - JPEG: libjpeg-turbo's decoder (the one Pillow ships, so the pixels are
+//!   the reference's exactly; pure-Rust decoders were measured 3 to 4 levels
+//!   off). When asked, those much larger than the model's input are decoded
+//!   at a reduced scale n/8 (the IDCT computes fewer pixels), which skips most
+//!   of the decoding and resizing work (see `Preprocessor::with_dct_scaling`).
+//! - HEIF/HEIC and AVIF: libheif ([`heif`]).
+//! - TIFF: libtiff ([`tiff`]).
+//! - PNG, WebP, GIF, BMP: the `image` crate, but RLE BMPs ([`bmp`]).
 //!
 //! Every decode is bounded: dimensions and allocations over [`DecodeLimits`]
 //! are refused before the pixels are allocated, and reads stop at the time
@@ -28,6 +32,10 @@ use super::preprocess::Transparency;
 use crate::error::{Error, ImageError, Result};
 use crate::types::ImageFormat;
 
+mod bmp;
+mod heif;
+mod tiff;
+
 /// A decoded image.
 pub struct Decoded {
     /// The pixels, oriented; smaller than the file when DCT-scaled.
@@ -41,7 +49,9 @@ pub struct Decoded {
 }
 
 /// File extensions of the formats imgdb decodes (lowercase).
-pub const IMAGE_EXTENSIONS: [&str; 8] = ["jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"];
+pub const IMAGE_EXTENSIONS: [&str; 12] = [
+    "jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "heic", "heif", "hif", "avif",
+];
 
 /// Whether a path has one of [`IMAGE_EXTENSIONS`] (any case).
 pub fn has_image_extension(path: &Path) -> bool {
@@ -58,6 +68,7 @@ fn format_of(format: image::ImageFormat) -> Option<ImageFormat> {
         image::ImageFormat::Gif => ImageFormat::Gif,
         image::ImageFormat::Bmp => ImageFormat::Bmp,
         image::ImageFormat::Tiff => ImageFormat::Tiff,
+        // AVIF files are found by `heif::sniff` first.
         _ => return None,
     })
 }
@@ -72,15 +83,22 @@ pub fn decode(
     limits: &DecodeLimits,
 ) -> Result<Decoded> {
     let guessed = image::guess_format(bytes).ok();
-    let format = guessed.and_then(format_of).ok_or_else(|| {
-        Error::image(path)(ImageError::Unsupported {
-            format: guessed.map(|f| format!("{f:?}")),
-        })
-    })?;
-    if format == ImageFormat::Jpeg {
-        return decode_jpeg(bytes, path, min_short_side, limits);
+    let format = heif::sniff(bytes)
+        .or_else(|| guessed.and_then(format_of))
+        .ok_or_else(|| {
+            Error::image(path)(ImageError::Unsupported {
+                format: guessed.map(|f| format!("{f:?}")),
+            })
+        })?;
+    match format {
+        ImageFormat::Jpeg => decode_jpeg(bytes, path, min_short_side, limits),
+        ImageFormat::Heif | ImageFormat::Avif => {
+            heif::decode(bytes, path, format, transparency, limits)
+        }
+        ImageFormat::Tiff => tiff::decode(bytes, path, transparency, limits),
+        ImageFormat::Bmp if bmp::is_rle(bytes) => bmp::decode(bytes, path, limits),
+        _ => decode_full(bytes, path, format, transparency, limits),
     }
-    decode_full(bytes, path, format, transparency, limits)
 }
 
 fn decode_full(
@@ -113,7 +131,9 @@ fn decode_full(
     let mut decoder = reader.into_decoder().map_err(image_err)?;
     let (width, height) = decoder.dimensions();
     limits.check_dimensions(path, width, height)?;
-    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let exif = decoder.exif_metadata().ok().flatten();
+    let xmp = decoder.xmp_metadata().ok().flatten();
+    let orientation = pillow_orientation(exif.as_deref(), xmp.as_deref());
     let mut image = DynamicImage::from_decoder(decoder).map_err(image_err)?;
     image.apply_orientation(orientation);
     Ok(Decoded {
@@ -122,6 +142,31 @@ fn decode_full(
         rgb: to_rgb(image, transparency),
         format,
     })
+}
+
+/// The orientation `exif_transpose` applies: the EXIF tag when there is one
+/// (with or without the `Exif\0\0` prefix some writers keep in WebP and
+/// PNG), else XMP's `tiff:Orientation` (attribute or element, as Pillow's
+/// `getexif` matches it).
+fn pillow_orientation(exif: Option<&[u8]>, xmp: Option<&[u8]>) -> Orientation {
+    let from_exif = exif.and_then(|exif| {
+        Orientation::from_exif_chunk(exif.strip_prefix(b"Exif\0\0").unwrap_or(exif))
+    });
+    let from_xmp = || {
+        let (xmp, key) = (xmp?, b"tiff:Orientation");
+        let digit = (0..xmp.len().saturating_sub(key.len()))
+            .filter(|&at| xmp[at..].starts_with(key))
+            .find_map(|at| match xmp.get(at + key.len()..)? {
+                [b'=', b'"', digit, ..] | [b'>', digit, ..] if digit.is_ascii_digit() => {
+                    Some(*digit - b'0')
+                }
+                _ => None,
+            })?;
+        Some(Orientation::from_exif(digit).unwrap_or(Orientation::NoTransforms))
+    };
+    from_exif
+        .or_else(from_xmp)
+        .unwrap_or(Orientation::NoTransforms)
 }
 
 /// Decodes a JPEG with libjpeg-turbo's decoder (through mozjpeg, C only):
@@ -141,20 +186,23 @@ fn decode_jpeg(
             rest: bytes,
             ran_out: &ran_out,
         };
+        // APP1 holds both EXIF and XMP.
         let mut decompress =
             mozjpeg::Decompress::with_markers(&[mozjpeg::Marker::APP(1)]).from_reader(input)?;
         let (width, height) = (decompress.width() as u32, decompress.height() as u32);
         if let Err(e) = limits.check_dimensions(path, width, height) {
             return Ok(Err(e));
         }
-        let orientation = decompress
-            .markers()
-            .find_map(|m| {
-                m.data
-                    .strip_prefix(b"Exif\0\0")
-                    .and_then(Orientation::from_exif_chunk)
-            })
-            .unwrap_or(Orientation::NoTransforms);
+        let app1 = |prefix: &[u8]| {
+            decompress
+                .markers()
+                .find(|m| m.data.starts_with(prefix))
+                .map(|m| m.data.to_vec())
+        };
+        let orientation = pillow_orientation(
+            app1(b"Exif\0\0").as_deref(),
+            app1(b"http://ns.adobe.com/xap/1.0/\0").as_deref(),
+        );
         if let Some(wanted) = min_short_side {
             let wanted = u64::from(wanted);
             let short = u64::from(width.min(height));
