@@ -2,47 +2,17 @@
 //! `fixtures/parity/manifest.json` (real photos and odd ones) for three
 //! configurations: `clip224` and `tiny64` (transformers' CLIPImageProcessor,
 //! PIL backend) and `squash64` (Immich's squash). The bound, before
-//! normalisation: max |difference| <= 2/255 per channel, mean <= 0.5/255.
+//! normalisation: max |difference| <= 2/255 per channel, mean <= 0.5/255
+//! (`tests/parity/mod.rs`).
 
-use std::path::{Path, PathBuf};
+mod parity;
 
-use imgdb::{PreprocessConfig, Preprocessor};
+use parity::{difference, preprocessor, root, within_bound};
 use serde_json::Value;
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn manifest() -> Value {
     let text = std::fs::read_to_string(root().join("fixtures/parity/manifest.json")).unwrap();
     serde_json::from_str(&text).unwrap()
-}
-
-fn preprocessor(config: &str) -> Preprocessor {
-    let config = match config {
-        "clip224" | "tiny64" => {
-            let path = root().join(format!("fixtures/parity/configs/{config}.json"));
-            let json = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-            PreprocessConfig::from_hugging_face(&json, &path).unwrap()
-        }
-        "squash64" => {
-            let json = serde_json::json!({"size": [64, 64], "resize_mode": "squash", "interpolation": "bicubic"});
-            PreprocessConfig::from_immich(&json, Path::new("squash64")).unwrap()
-        }
-        other => panic!("unknown config {other}"),
-    };
-    Preprocessor::new(config)
-}
-
-/// (max, mean) absolute difference in 8-bit levels.
-fn difference(ours: &image::RgbImage, reference: &image::RgbImage) -> (u8, f64) {
-    let (mut max, mut sum) = (0u8, 0u64);
-    for (a, b) in ours.as_raw().iter().zip(reference.as_raw()) {
-        let d = a.abs_diff(*b);
-        max = max.max(d);
-        sum += u64::from(d);
-    }
-    (max, sum as f64 / ours.as_raw().len() as f64)
 }
 
 #[test]
@@ -76,7 +46,7 @@ fn preprocessing_matches_the_references() {
             }
             println!("{stem:>20} {config:>9}: max {max}, mean {mean:.3}");
             assert!(
-                max <= 2 && mean <= 0.5,
+                within_bound(max, mean),
                 "{stem} {config}: max {max}/255, mean {mean:.3}/255 over the bound"
             );
             if f64::from(max) + mean > f64::from(worst.0) + worst.1 {
