@@ -62,6 +62,8 @@ pub(super) fn decode(
     } else {
         RgbChroma::Rgb
     };
+    // No decoding options: libheif-rs 0.20 frees given ones too early
+    // (fixed in 1.0.1, which needs libheif 1.17).
     let image = libheif
         .decode(&handle, ColorSpace::Rgb(chroma), None)
         .map_err(fail)?;
