@@ -88,9 +88,11 @@ fn assert_frozen_content(db: &Db, encoder: &Encoder) -> Vec<(std::path::PathBuf,
     failures
 }
 
-#[test]
-fn format_2_opens_as_it_is_and_answers() {
-    let dir = frozen(2);
+/// Opens a copy of the frozen database of `version`, checks its content,
+/// closes it, and checks that the marker was rewritten exactly when the
+/// version is older than the current one; then reopens it.
+fn opens_and_answers(version: u32) {
+    let dir = frozen(version);
     let path = dir.path().join("db");
     let marker = std::fs::read(path.join("imgdb.format")).unwrap();
     let encoder = tiny_model();
@@ -100,13 +102,27 @@ fn format_2_opens_as_it_is_and_answers() {
         .unwrap();
     let failures = assert_frozen_content(&db, &encoder);
     db.close().unwrap();
+    let rewritten = std::fs::read(path.join("imgdb.format")).unwrap() != marker;
     assert_eq!(
-        std::fs::read(path.join("imgdb.format")).unwrap(),
-        marker,
-        "the current format is not migrated"
+        rewritten,
+        version < FORMAT_VERSION,
+        "marker of format {version}"
     );
     let again = Db::open(&path).unwrap();
+    assert_eq!(again.stats().unwrap().format_version, FORMAT_VERSION);
     assert_eq!(again.failures().unwrap(), failures);
+}
+
+#[test]
+fn format_3_opens_as_it_is_and_answers() {
+    opens_and_answers(3);
+}
+
+/// Format 3 only added image format codes: the migration records the
+/// version and rewrites nothing.
+#[test]
+fn format_2_opens_migrated_and_answers() {
+    opens_and_answers(2);
 }
 
 #[test]

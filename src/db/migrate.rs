@@ -32,11 +32,9 @@ pub(crate) fn upgrade(
     };
     let mut version = match stored {
         Some(v) if v == marker_version => v,
-        // A migration whose marker rewrite did not happen.
-        Some(v) if v == FORMAT_VERSION && marker_version < v => {
-            marker::write(storage, root, v)?;
-            v
-        }
+        // A migration whose marker rewrite did not happen: the store is the
+        // truth, and the steps after it (and the marker) follow.
+        Some(v) if (marker_version..=FORMAT_VERSION).contains(&v) => v,
         _ => return Err(mismatch()),
     };
     if version == 1 {
@@ -46,6 +44,12 @@ pub(crate) fn upgrade(
             "{}: migrated format 1 to 2 ({rewritten} failure records)",
             root.display()
         );
+    }
+    if version == 2 {
+        // Only new image format codes: nothing to rewrite.
+        store.record_format_version(3)?;
+        version = 3;
+        info!("{}: migrated format 2 to 3", root.display());
     }
     debug_assert_eq!(version, FORMAT_VERSION, "a migration step is missing");
     if version != marker_version {

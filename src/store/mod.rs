@@ -621,6 +621,15 @@ impl Store {
         Ok(rewritten.len())
     }
 
+    /// Records the format version of a migration that rewrites nothing.
+    pub fn record_format_version(&self, version: u32) -> Result<()> {
+        let version = encode(&version, "format version")?;
+        self.meta
+            .insert(meta_key::FORMAT_VERSION, version)
+            .map_err(self.err())?;
+        self.flush()
+    }
+
     fn check_commit(&self, stage: CommitStage) -> Result<()> {
         self.storage
             .check_commit(stage)
