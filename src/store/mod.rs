@@ -709,3 +709,66 @@ impl KeyOps {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn migrated(reason: &str) -> FailureReason {
+        let old = FailureV1 {
+            reason: reason.to_string(),
+            byte_size: 1,
+            mtime: Timestamp(2),
+            at: Timestamp(3),
+        };
+        let new = old.migrate(Path::new("/p/a.jpg"));
+        assert_eq!(
+            (new.byte_size, new.mtime, new.at),
+            (1, Timestamp(2), Timestamp(3))
+        );
+        new.reason
+    }
+
+    /// Each class of format 1 reason becomes its kind, the path said once
+    /// or twice at its start removed (`schema/store.md`, "v1 → v2").
+    #[test]
+    fn format_1_reasons_get_their_kinds() {
+        let cases = [
+            (
+                "/p/a.jpg: /p/a.jpg: not a supported image",
+                ErrorKind::Unsupported,
+                "not a supported image",
+            ),
+            (
+                "/p/a.jpg: image of 9x9 pixels is over the limit of 1 pixels",
+                ErrorKind::TooLarge,
+                "image of 9x9 pixels is over the limit of 1 pixels",
+            ),
+            (
+                "/p/a.jpg: cannot read /p/a.jpg: denied",
+                ErrorKind::Io,
+                "cannot read /p/a.jpg: denied",
+            ),
+            (
+                "I/O error on /p/a.jpg",
+                ErrorKind::Io,
+                "I/O error on /p/a.jpg",
+            ),
+            (
+                "/p/a.jpg: cannot decode image: bad",
+                ErrorKind::Corrupt,
+                "cannot decode image: bad",
+            ),
+        ];
+        for (reason, kind, message) in cases {
+            assert_eq!(
+                migrated(reason),
+                FailureReason {
+                    kind,
+                    message: message.to_string()
+                },
+                "{reason}"
+            );
+        }
+    }
+}
