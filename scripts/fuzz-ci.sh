@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 seconds=${FUZZ_SECONDS:-8}
 
-cargo +nightly fuzz --version >/dev/null 2>&1 || cargo +nightly install cargo-fuzz --locked
+cargo +nightly fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 
 ./seed-corpora.sh
 cargo +nightly fuzz build
