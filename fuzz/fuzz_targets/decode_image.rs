@@ -1,5 +1,6 @@
-//! Any bytes given as an image file: an error or a tensor, never a panic,
-//! a hang or an allocation beyond the decode limits.
+//! Any bytes given as an image file to ingest's preprocessors (the fixture
+//! models', default decode limits): an error or a tensor of the model's
+//! size, never a panic, a hang or an allocation beyond the decode limits.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;

@@ -65,7 +65,7 @@ pub struct Failure {
 /// A failure record as format 1 wrote it: a free-text reason that began
 /// with the path (often twice).
 #[derive(Deserialize)]
-struct FailureV1 {
+pub(crate) struct FailureV1 {
     reason: String,
     byte_size: u64,
     mtime: Timestamp,
@@ -75,7 +75,7 @@ struct FailureV1 {
 impl FailureV1 {
     /// The format 2 record: the repeated path left out, the kind read from
     /// the messages format 1 wrote (`schema/store.md`, "v1 → v2").
-    fn migrate(self, path: &Path) -> Failure {
+    pub(crate) fn migrate(self, path: &Path) -> Failure {
         let prefix = format!("{}: ", path.display());
         let mut message = self.reason.as_str();
         while let Some(rest) = message.strip_prefix(&prefix) {

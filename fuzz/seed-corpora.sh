@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Fills corpus/<target>/ with seed inputs made from the repository's fixtures
+# (images, the frozen database's snapshot, the model folders' configurations)
+# and fuzz/seeds/. Existing corpus files are kept: a corpus grown by earlier
+# runs goes on growing. Nothing here is committed (corpus/ is ignored).
+set -euo pipefail
+cd "$(dirname "$0")"
+fixtures=../fixtures
+seed() { mkdir -p "corpus/$1"; cp -n "${@:2}" "corpus/$1/"; }
+
+seed decode_image "$fixtures"/parity/images/* "$fixtures"/photos/*.jpg "$fixtures"/photos/*.png
+snapshot=$(ls -d "$fixtures"/databases/v1/index/snapshot-*)
+seed snapshot_header "$snapshot/header"
+seed flat_graph "$snapshot/flat.bin"
+mkdir -p corpus/store_value
+python3 seeds/store_values.py corpus/store_value
+# Every configuration file alone, and each layout's merged into one object
+# (the target writes the same bytes to all of a folder's files).
+python3 - "$fixtures/models" corpus/model_config <<'PY'
+import json, sys
+from pathlib import Path
+models, out = Path(sys.argv[1]), Path(sys.argv[2])
+out.mkdir(parents=True, exist_ok=True)
+names = ["preprocessor_config.json", "config.json", "tokenizer_config.json", "preprocess_cfg.json"]
+for model in sorted(models.iterdir()):
+    merged = {}
+    for name in names:
+        for path in sorted(model.rglob(name)):
+            value = json.loads(path.read_text())
+            (out / f"{model.name}-{path.parent.name}-{name}").write_text(json.dumps(value))
+            merged.update(value)
+    (out / f"{model.name}-merged.json").write_text(json.dumps(merged))
+PY
+mkdir -p corpus/query_arguments
+for arg in 2024-05-01 2024-05-01T10:30:00Z 2024-05-01T10:30:00+02:00 jpeg TIF webp; do
+  printf '%s' "$arg" >"corpus/query_arguments/$arg"
+done
+mkdir -p corpus/db_ops
