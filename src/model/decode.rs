@@ -261,7 +261,7 @@ fn decode_jpeg(
     let problem = match decoded {
         // libjpeg only warns when the data ends early, and fills the rest
         // grey; Pillow refuses such a file, and so do we.
-        Ok(Ok(Ok(_))) if ran_out.get() => "the file is truncated".to_string(),
+        _ if ran_out.get() => "the file is truncated".to_string(),
         Ok(Ok(result)) => return result,
         Ok(Err(e)) => e.to_string(),
         Err(panic) => panic
@@ -273,26 +273,37 @@ fn decode_jpeg(
     Err(Error::image(path)(ImageError::Jpeg { message: problem }))
 }
 
-/// The JPEG's bytes, noting whether libjpeg asked for more than there is.
+/// The JPEG's bytes. Asked for more than there is, it notes it and fails
+/// the read, which stops libjpeg at once: left to its warning, it would
+/// fill the rest of the image grey, which for a few hundred bytes that
+/// declare 100 megapixels takes seconds.
 struct WatchedEnd<'a> {
     rest: &'a [u8],
     ran_out: &'a Cell<bool>,
 }
 
+impl WatchedEnd<'_> {
+    fn refuse_at_end(&self) -> std::io::Result<()> {
+        if self.rest.is_empty() {
+            self.ran_out.set(true);
+            return Err(std::io::Error::other("the file is truncated"));
+        }
+        Ok(())
+    }
+}
+
 impl std::io::Read for WatchedEnd<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.rest.read(buf)?;
-        self.ran_out
-            .set(self.ran_out.get() || (n == 0 && !buf.is_empty()));
-        Ok(n)
+        if !buf.is_empty() {
+            self.refuse_at_end()?;
+        }
+        self.rest.read(buf)
     }
 }
 
 impl std::io::BufRead for WatchedEnd<'_> {
     fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-        if self.rest.is_empty() {
-            self.ran_out.set(true);
-        }
+        self.refuse_at_end()?;
         Ok(self.rest)
     }
 
