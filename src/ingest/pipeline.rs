@@ -178,14 +178,17 @@ pub(super) fn run(
             encoder,
             &writer_rx,
             options.write_batch.max(1),
+            &stop.cancel,
             report,
             observer,
         );
         if result.is_err() {
             stop.fatal.cancel();
-            // Drain so that no stage stays blocked on a full queue.
-            for _ in writer_rx.iter() {}
         }
+        // What is still queued after a cancel or an error is not written
+        // (nor reported): the next run does it. Drained so that no stage
+        // stays blocked on a full queue.
+        for _ in writer_rx.iter() {}
         report.encode_time += encode_time
             .join()
             .expect("the encoder thread does not panic");
@@ -536,17 +539,19 @@ impl SettleBatch {
     }
 }
 
-/// Collects messages into store batches and reports progress.
+/// Collects messages into store batches and reports progress. Once
+/// `cancel` is set, it writes the batch it holds and stops.
 fn write(
     db: &Db,
     encoder: &Encoder,
     messages: &Receiver<ToWriter>,
     write_batch: usize,
+    cancel: &CancelToken,
     report: &mut IngestReport,
     observer: &mut dyn IngestObserver,
 ) -> Result<()> {
     let mut pending = SettleBatch::default();
-    loop {
+    while !cancel.is_cancelled() {
         let message = match messages.recv_timeout(Duration::from_millis(250)) {
             Ok(message) => message,
             Err(RecvTimeoutError::Timeout) => {
