@@ -226,7 +226,20 @@ fn delta_rows_sets_the_refresh_size() {
         let delta = db.stats().unwrap().delta_points;
         assert!(delta <= 4 * 100 + 64, "{delta} rows after {start}");
     }
+    // Through the graph (no exact scan), every sampled image is among the
+    // ten nearest to its own vector. First place is not asserted: on
+    // uniform random vectors a graph walk over quantized codes may rank a
+    // near neighbour first (hnsw_rs draws its layers at random).
+    let options = SearchOptions {
+        k: 10,
+        ef: Some(200),
+        ..Default::default()
+    };
     for n in (0..2000).step_by(97) {
-        assert_eq!(nearest(&db, n), ids[n as usize], "image {n}");
+        let hits = db.search(&unit_vector(n, DIM), &options).unwrap();
+        assert!(
+            hits.iter().any(|hit| hit.id == ids[n as usize]),
+            "image {n} not among {hits:?}"
+        );
     }
 }
