@@ -219,10 +219,16 @@ pub(crate) fn verify(store: &Store, index: &VectorIndex) -> Result<VerifyReport>
         }
     }
 
+    // A walk at the search's own width may miss a point that a wider one
+    // reaches (a cheap graph, an unlucky entry): that point is reachable,
+    // so it is looked for again wider before it is called lost.
     let ef = index.params().ef_search.max(64);
+    let wide = (8 * ef).max(512);
     let lost: Vec<ImageId> = to_self_query
         .par_iter()
-        .filter(|(id, vector)| !finds_itself(index, *id, vector, ef))
+        .filter(|(id, vector)| {
+            !finds_itself(index, *id, vector, ef) && !finds_itself(index, *id, vector, wide)
+        })
         .map(|(id, _)| *id)
         .collect();
     problems.extend(
