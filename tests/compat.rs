@@ -90,8 +90,11 @@ fn assert_frozen_content(db: &Db, encoder: &Encoder) -> Vec<(std::path::PathBuf,
 
 /// Opens a copy of the frozen database of `version`, checks its content,
 /// closes it, and checks that the marker was rewritten exactly when the
-/// version is older than the current one; then reopens it.
-fn opens_and_answers(version: u32) {
+/// version is older than the current one; then reopens it. Returns the
+/// copy and its failures, for more checks on it.
+fn opens_and_answers(
+    version: u32,
+) -> (tempfile::TempDir, Vec<(std::path::PathBuf, imgdb::Failure)>) {
     let dir = frozen(version);
     let path = dir.path().join("db");
     let marker = std::fs::read(path.join("imgdb.format")).unwrap();
@@ -111,6 +114,8 @@ fn opens_and_answers(version: u32) {
     let again = Db::open(&path).unwrap();
     assert_eq!(again.stats().unwrap().format_version, FORMAT_VERSION);
     assert_eq!(again.failures().unwrap(), failures);
+    drop(again);
+    (dir, failures)
 }
 
 #[test]
@@ -127,21 +132,8 @@ fn format_2_opens_migrated_and_answers() {
 
 #[test]
 fn format_1_opens_migrated_and_answers() {
-    let dir = frozen(1);
+    let (dir, failures) = opens_and_answers(1);
     let path = dir.path().join("db");
-    let encoder = tiny_model();
-    let db = Db::options()
-        .space(encoder.space().clone())
-        .open(&path)
-        .unwrap();
-    let failures = assert_frozen_content(&db, &encoder);
-    db.close().unwrap();
-
-    // Migrated once: the next open finds the current format.
-    let again = Db::open(&path).unwrap();
-    assert_eq!(again.stats().unwrap().format_version, FORMAT_VERSION);
-    assert_eq!(again.failures().unwrap(), failures);
-    drop(again);
 
     // A crash after the store's migration but before the marker's rewrite
     // (the marker still says 1): the next open finishes it.
