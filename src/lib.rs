@@ -65,8 +65,8 @@ mod zeroshot;
 pub use cancel::CancelToken;
 pub use db::marker::{FORMAT_MARKER_FILE, FORMAT_OLDEST_SUPPORTED_VERSION, FORMAT_VERSION};
 pub use db::{
-    Db, DbOptions, Hit, IndexOrigin, NewImage, Problem, SearchOptions, Stats, VerifyReport,
-    WriteBatch, WriteOp,
+    Db, DbOptions, Hit, IndexOrigin, NewImage, Problem, QueuedEvent, SearchOptions, Stats,
+    VerifyReport, WriteBatch, WriteOp,
 };
 pub use dupes::DuplicateGroup;
 pub use error::{
@@ -89,6 +89,6 @@ pub use query::{Query, QueryHit, QueryTerm};
 pub use reindex::ReindexReport;
 pub use space::{EmbeddingSpace, Fingerprint};
 pub use store::Failure;
-pub use store::record::{FileEntry, ImageRecord, Tag};
+pub use store::record::{FileEntry, ImageRecord, Tag, WatchedRoot};
 pub use types::{ContentHash, ImageFormat, ImageId, Timestamp};
 pub use zeroshot::{TagOptions, ZeroShot};

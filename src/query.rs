@@ -7,9 +7,10 @@
 //! file is encoded.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::db::{Db, SearchOptions};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::model::Encoder;
 use crate::store::record::ImageRecord;
@@ -30,6 +31,21 @@ pub enum QueryTerm {
     Image {
         /// The file.
         path: PathBuf,
+        /// Its weight (negative: steer away).
+        weight: f32,
+    },
+    /// An image given as its file's bytes (an upload), decoded under the
+    /// encoder's limits.
+    ImageBytes {
+        /// The encoded image.
+        bytes: Arc<[u8]>,
+        /// Its weight (negative: steer away).
+        weight: f32,
+    },
+    /// An image of the database, by its stored vector.
+    Indexed {
+        /// The image.
+        id: ImageId,
         /// Its weight (negative: steer away).
         weight: f32,
     },
@@ -76,6 +92,11 @@ impl Query {
             path: path.into(),
             weight: 1.0,
         })
+    }
+
+    /// Images similar to an image of the database.
+    pub fn similar_to(id: ImageId) -> Query {
+        Query::of(QueryTerm::Indexed { id, weight: 1.0 })
     }
 
     /// Adds a weighted text term.
@@ -137,7 +158,7 @@ impl Db {
             .iter()
             .filter_map(|t| match t {
                 QueryTerm::Text { text, weight } => Some((text.as_str(), *weight)),
-                QueryTerm::Image { .. } => None,
+                _ => None,
             })
             .collect();
         if !texts.is_empty() {
@@ -148,9 +169,21 @@ impl Db {
             }
         }
         for term in &query.terms {
-            if let QueryTerm::Image { path, weight } = term {
-                add(&mut sum, &self.image_vector(encoder, path)?, *weight);
-            }
+            let (vector, weight) = match term {
+                QueryTerm::Text { .. } => continue,
+                QueryTerm::Image { path, weight } => (self.image_vector(encoder, path)?, weight),
+                QueryTerm::ImageBytes { bytes, weight } => {
+                    let prepared = encoder
+                        .preprocessor()
+                        .prepare(bytes, Path::new("(uploaded image)"))?;
+                    (encoder.embed_pixels(&prepared.pixels, 1)?.remove(0), weight)
+                }
+                QueryTerm::Indexed { id, weight } => (
+                    self.vector(*id).ok_or(Error::UnknownImage { id: *id })?,
+                    weight,
+                ),
+            };
+            add(&mut sum, &vector, *weight);
         }
         crate::vector::normalized(&sum)
     }

@@ -119,8 +119,18 @@ fn opens_and_answers(
 }
 
 #[test]
-fn format_3_opens_as_it_is_and_answers() {
-    opens_and_answers(3);
+fn format_4_opens_as_it_is_and_answers() {
+    opens_and_answers(4);
+}
+
+/// Format 4 only added the daemon's trees: the migration records the
+/// version and rewrites nothing; the new trees start empty.
+#[test]
+fn format_3_opens_migrated_and_answers() {
+    let (dir, _) = opens_and_answers(3);
+    let db = Db::open(dir.path().join("db")).unwrap();
+    assert!(db.watched_roots().unwrap().is_empty());
+    assert_eq!(db.queued_len(), 0);
 }
 
 /// Format 3 only added image format codes: the migration records the

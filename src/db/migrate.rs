@@ -51,6 +51,12 @@ pub(crate) fn upgrade(
         version = 3;
         info!("{}: migrated format 2 to 3", root.display());
     }
+    if version == 3 {
+        // Only new trees (watched roots, the event queue), created empty.
+        store.record_format_version(4)?;
+        version = 4;
+        info!("{}: migrated format 3 to 4", root.display());
+    }
     debug_assert_eq!(version, FORMAT_VERSION, "a migration step is missing");
     if version != marker_version {
         marker::write(storage, root, version)?;

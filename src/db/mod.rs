@@ -32,6 +32,7 @@
 
 pub(crate) mod marker;
 mod migrate;
+mod queue;
 mod swap;
 mod verify;
 mod write;
@@ -46,6 +47,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Sender, TrySendError};
 use tracing::{info, warn};
 
+pub use queue::QueuedEvent;
 pub use verify::{Problem, VerifyReport};
 pub use write::{NewImage, WriteBatch, WriteOp};
 

@@ -83,6 +83,14 @@ pub enum ImageError {
         message: String,
     },
 
+    /// A thumbnail could not be encoded.
+    #[error("cannot encode the thumbnail")]
+    Encode {
+        /// The encoder's error.
+        #[source]
+        source: image::ImageError,
+    },
+
     /// libjpeg refused the data.
     #[error("cannot decode JPEG: {message}")]
     Jpeg {
@@ -98,7 +106,8 @@ impl ImageError {
         match self {
             ImageError::Unsupported { .. }
             | ImageError::NotAFile
-            | ImageError::DecoderPanicked { .. } => ErrorKind::Unsupported,
+            | ImageError::DecoderPanicked { .. }
+            | ImageError::Encode { .. } => ErrorKind::Unsupported,
             // A codec libheif was built without (JPEG 2000, VVC…), say.
             ImageError::Heif { source }
                 if matches!(

@@ -136,6 +136,8 @@ pub enum Corruption {
     /// The store ends before changes the index snapshot covers: it lost
     /// acknowledged writes (truncated, or replaced by an older copy).
     StoreBehindIndex,
+    /// A queued file event has a kind this build does not know.
+    UnknownEventKind,
 }
 
 impl std::fmt::Display for Corruption {
@@ -160,6 +162,7 @@ impl std::fmt::Display for Corruption {
             Corruption::NoIndexParams => "no index parameters recorded",
             Corruption::NoDatabaseId => "no database id recorded",
             Corruption::StorePanicked => "sled panicked while opening it",
+            Corruption::UnknownEventKind => "a queued file event of an unknown kind",
             Corruption::StoreBehindIndex => {
                 "it lacks changes the index snapshot covers (it was truncated or replaced \
                  by an older copy); restore it, or remove the index folder to open what is left"

@@ -28,25 +28,7 @@ use crate::db::Db;
 use crate::error::{Error, Result};
 use crate::model::Encoder;
 
-/// A change a file system watcher reported. Paths may be relative (to the
-/// current directory) and need not exist any more.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum FileEvent {
-    /// A file or folder appeared.
-    Created(PathBuf),
-    /// A file's content (or a folder's entries) changed.
-    Changed(PathBuf),
-    /// A file or folder went away.
-    Deleted(PathBuf),
-    /// A file or folder moved from one path to another.
-    Renamed {
-        /// The path before.
-        from: PathBuf,
-        /// The path after.
-        to: PathBuf,
-    },
-}
+pub use crate::store::record::FileEvent;
 
 /// Applies `events`: see the module documentation. `options` apply as to
 /// an ingest; `remove_missing` concerns the folders walked (what is gone

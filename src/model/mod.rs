@@ -18,6 +18,7 @@ mod preprocess;
 mod resample;
 pub(crate) mod runtime;
 mod session;
+mod thumbnail;
 mod tokenizer;
 
 use std::fmt;

@@ -9,6 +9,7 @@
 
 pub(crate) mod codec;
 pub(crate) mod record;
+mod watch;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -147,6 +148,10 @@ pub(crate) struct Store {
     tags: sled::Tree,
     log: sled::Tree,
     failures: sled::Tree,
+    roots: sled::Tree,
+    queue: sled::Tree,
+    /// Held while appending to `queue`, whose next number is read from it.
+    enqueueing: std::sync::Mutex<()>,
     /// Asked around each commit, so that tests can fail one.
     storage: std::sync::Arc<dyn Storage>,
 }
@@ -213,6 +218,9 @@ impl Store {
             tags: tree("tags")?,
             log: tree("log")?,
             failures: tree("failures")?,
+            roots: tree("roots")?,
+            queue: tree("queue")?,
+            enqueueing: std::sync::Mutex::new(()),
             db,
             storage,
         })

@@ -116,3 +116,79 @@ pub(crate) fn path_from_bytes(bytes: Vec<u8>) -> Result<PathBuf, Corruption> {
             .map_err(|_| Corruption::PathNotUnicode)
     }
 }
+
+/// A folder a watcher keeps the database equal to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WatchedRoot {
+    /// The folder (canonical).
+    #[serde(with = "path_bytes")]
+    pub path: PathBuf,
+    /// When it was added.
+    pub added: Timestamp,
+}
+
+/// A change a file system watcher reported. Paths may be relative (to the
+/// current directory) and need not exist any more.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FileEvent {
+    /// A file or folder appeared.
+    Created(PathBuf),
+    /// A file's content (or a folder's entries) changed.
+    Changed(PathBuf),
+    /// A file or folder went away.
+    Deleted(PathBuf),
+    /// A file or folder moved from one path to another.
+    Renamed {
+        /// The path before.
+        from: PathBuf,
+        /// The path after.
+        to: PathBuf,
+    },
+}
+
+/// A queued [`FileEvent`] as the store keeps it: a plain struct, as every
+/// stored value is (`schema/store.md`, `queue`).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct StoredEvent {
+    /// 0 created, 1 changed, 2 deleted, 3 renamed.
+    kind: u8,
+    /// The path (a rename's old path).
+    #[serde(with = "path_bytes")]
+    path: PathBuf,
+    /// A rename's new path; empty otherwise.
+    #[serde(with = "path_bytes")]
+    to: PathBuf,
+}
+
+impl From<&FileEvent> for StoredEvent {
+    fn from(event: &FileEvent) -> StoredEvent {
+        let (kind, path, to) = match event {
+            FileEvent::Created(path) => (0, path, None),
+            FileEvent::Changed(path) => (1, path, None),
+            FileEvent::Deleted(path) => (2, path, None),
+            FileEvent::Renamed { from, to } => (3, from, Some(to)),
+        };
+        StoredEvent {
+            kind,
+            path: path.clone(),
+            to: to.cloned().unwrap_or_default(),
+        }
+    }
+}
+
+impl StoredEvent {
+    /// The event, or `None` for a kind this build does not know.
+    pub(crate) fn into_event(self) -> Option<FileEvent> {
+        Some(match self.kind {
+            0 => FileEvent::Created(self.path),
+            1 => FileEvent::Changed(self.path),
+            2 => FileEvent::Deleted(self.path),
+            3 => FileEvent::Renamed {
+                from: self.path,
+                to: self.to,
+            },
+            _ => return None,
+        })
+    }
+}
