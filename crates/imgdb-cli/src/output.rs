@@ -7,7 +7,6 @@ use std::path::Path;
 use std::time::Instant;
 
 use imgdb::ingest::{FileOutcome, IngestEvent, IngestObserver};
-use imgdb::{ImageRecord, QueryHit, Tag};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
@@ -48,55 +47,7 @@ impl Out {
     }
 }
 
-/// A path for people and JSON (lossy where not UTF-8).
-/// A path in JSON: a string when it is UTF-8, else `{"bytes": BASE64}`
-/// with the OS's bytes in standard base64 (schema/cli.md), so that no path
-/// is changed on its way out.
-pub fn path_json(path: &Path) -> Value {
-    use base64::Engine;
-    match path.to_str() {
-        Some(text) => Value::String(text.to_string()),
-        None => json!({"bytes": base64::engine::general_purpose::STANDARD
-            .encode(path.as_os_str().as_encoded_bytes())}),
-    }
-}
-
-pub fn tags_json(tags: &[Tag]) -> Value {
-    Value::Array(
-        tags.iter()
-            .map(|t| json!({"label": t.label, "score": t.score}))
-            .collect(),
-    )
-}
-
-/// The JSON form of an image record (schema/cli.md, "image object").
-pub fn image_json(record: &ImageRecord) -> Value {
-    json!({
-        "id": record.id.0,
-        "path": path_json(record.path()),
-        "paths": record.files.iter().map(|f| path_json(&f.path)).collect::<Vec<_>>(),
-        "width": record.width,
-        "height": record.height,
-        "format": record.format.name(),
-        "bytes": record.byte_size,
-        "mtime": timestamp_text(record.mtime()),
-        "content_hash": record.content_hash.to_hex(),
-        "tags": tags_json(&record.tags),
-    })
-}
-
-pub fn hit_json(rank: usize, hit: &QueryHit) -> Value {
-    let mut value = image_json(&hit.record);
-    let object = value.as_object_mut().expect("an object");
-    object.insert("rank".into(), json!(rank));
-    object.insert("score".into(), json!(hit.score));
-    value
-}
-
-/// RFC 3339 in UTC.
-pub fn timestamp_text(t: imgdb::Timestamp) -> String {
-    t.to_rfc3339()
-}
+pub use imgdb_daemon::json::{hit_json, path_json, timestamp_text};
 
 /// Progress of an ingest: a bar on a terminal, JSON events with `--json`,
 /// nothing otherwise.

@@ -1,0 +1,27 @@
+//! The imgdb daemon: keeps a database equal to watched folders by itself
+//! and serves search over HTTP, with a web page.
+//!
+//! ```text
+//!  notify (debounced) ──▶ watcher ──enqueue──▶ queue (sled, durable)
+//!  root monitor ────────────┘                        │
+//!                                                    ▼
+//!  HTTP (axum) ◀── AppState ──▶ indexer thread: Db::apply_events in
+//!   /v1/…, /                    batches, niced below queries, dequeues
+//!                               only what it applied
+//! ```
+//!
+//! - `watcher` turns file system events into `imgdb::ingest::FileEvent`s
+//!   and watches the roots themselves (gone, back, unwatchable);
+//! - `indexer` applies queued events with the library's ingest pipeline;
+//! - `api` answers HTTP requests on the shared [`state::AppState`];
+//! - `address` leaves the daemon's address in the database folder, where
+//!   the CLI finds it (`client`).
+
+mod api;
+pub mod config;
+mod error;
+pub mod json;
+pub mod state;
+
+pub use config::Config;
+pub use error::DaemonError;
