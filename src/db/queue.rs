@@ -29,19 +29,23 @@ impl Db {
         self.current()?.store.watched_roots()
     }
 
-    /// Records `folder` (which must be canonical) as watched; a folder
-    /// watched already keeps the time it was added. Durable on return.
-    pub fn watch_root(&self, folder: &Path) -> Result<WatchedRoot> {
-        if let Some(known) = self
+    /// Records `folder` (which must be canonical) as watched on the file
+    /// system it is on now (`device`); a folder watched already keeps the
+    /// time it was added. Durable on return.
+    pub fn watch_root(&self, folder: &Path, device: u64) -> Result<WatchedRoot> {
+        let known = self
             .watched_roots()?
             .into_iter()
-            .find(|root| root.path == folder)
+            .find(|root| root.path == folder);
+        if let Some(known) = &known
+            && known.device == device
         {
-            return Ok(known);
+            return Ok(known.clone());
         }
         let root = WatchedRoot {
             path: folder.to_path_buf(),
-            added: Timestamp::now(),
+            added: known.map_or_else(Timestamp::now, |k| k.added),
+            device,
         };
         self.current()?.store.put_watched_root(&root)?;
         Ok(root)
@@ -138,9 +142,11 @@ mod tests {
         let photos = PathBuf::from("/photos");
         {
             let db = open(dir.path());
-            let first = db.watch_root(&photos).unwrap();
-            assert_eq!(db.watch_root(&photos).unwrap(), first, "added once");
-            db.watch_root(&PathBuf::from("/archive")).unwrap();
+            let first = db.watch_root(&photos, 7).unwrap();
+            assert_eq!(db.watch_root(&photos, 7).unwrap(), first, "added once");
+            let moved = db.watch_root(&photos, 9).unwrap();
+            assert_eq!((moved.added, moved.device), (first.added, 9));
+            db.watch_root(&PathBuf::from("/archive"), 7).unwrap();
         }
         let db = open(dir.path());
         let roots: Vec<_> = db

@@ -125,6 +125,10 @@ pub struct WatchedRoot {
     pub path: PathBuf,
     /// When it was added.
     pub added: Timestamp,
+    /// The file system (`st_dev`) the folder was on when added, 0 when
+    /// unknown: a root found on another one (an empty mount point, its disk
+    /// unmounted) is not the folder that was indexed.
+    pub device: u64,
 }
 
 /// A change a file system watcher reported. Paths may be relative (to the

@@ -63,12 +63,37 @@ pub enum Command {
     Import(ImportArgs),
     /// Zero-shot accuracy and text-to-image recall on an ImageFolder.
     Eval(EvalArgs),
+    /// Watch folders, index them by itself and serve search over HTTP with a web page.
+    Daemon(DaemonArgs),
     /// Models: fetch one from the Hugging Face hub.
     #[command(subcommand)]
     Model(ModelCommand),
     /// Look at what the model sees: the input tensor or the vector.
     #[command(subcommand)]
     Debug(DebugCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    /// A folder to watch (repeatable); added to the roots the database keeps, so that a
+    /// restart needs no flags.
+    #[arg(long, value_name = "DIR")]
+    pub watch: Vec<PathBuf>,
+    /// Where the HTTP API listens [default: 127.0.0.1:7474]; an address that is not
+    /// loopback requires a token.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// The TOML config file (schema/daemon.md); flags override its keys.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The bearer token every request must carry [default: $IMGDB_TOKEN].
+    #[arg(
+        long,
+        env = "IMGDB_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
 }
 
 #[derive(Args, Debug)]

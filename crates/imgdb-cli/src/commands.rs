@@ -14,13 +14,36 @@ use serde_json::json;
 
 use crate::CommandError;
 use crate::args::{
-    ClassifyArgs, Cli, DebugCommand, DupesArgs, EvalArgs, ExportArgs, FailuresArgs, ImportArgs,
-    IngestArgs, QueryArgs, TagArgs,
+    ClassifyArgs, Cli, DaemonArgs, DebugCommand, DupesArgs, EvalArgs, ExportArgs, FailuresArgs,
+    ImportArgs, IngestArgs, QueryArgs, TagArgs,
 };
 use crate::output::{Out, Progress, hit_json, path_json, timestamp_text};
 
 /// What a command returns.
 pub type Result<T> = std::result::Result<T, CommandError>;
+
+/// Runs the daemon until SIGTERM or SIGINT (its own handlers: the CLI's
+/// Ctrl-C handler is not installed for it).
+pub fn daemon(cli: &Cli, args: &DaemonArgs) -> Result<()> {
+    let mut config = match &args.config {
+        Some(file) => imgdb_daemon::Config::load(file).map_err(daemon_error)?,
+        None => imgdb_daemon::Config::default(),
+    };
+    config.db = cli.db.clone().or(config.db);
+    config.model = cli.model.clone().or(config.model);
+    config.device = cli.device.clone().or(config.device);
+    config.listen = args.listen.unwrap_or(config.listen);
+    config.token = args.token.clone().or(config.token);
+    config.watch.extend(args.watch.iter().cloned());
+    imgdb_daemon::run(config).map_err(daemon_error)
+}
+
+fn daemon_error(error: imgdb_daemon::DaemonError) -> CommandError {
+    match error {
+        imgdb_daemon::DaemonError::Imgdb(e) => CommandError::Imgdb(e),
+        other => CommandError::Daemon(other),
+    }
+}
 
 pub fn tag(cli: &Cli, args: &TagArgs, out: &mut Out) -> Result<()> {
     // Labels are embedded as texts; the images' vectors are stored.

@@ -32,6 +32,9 @@ pub enum CommandError {
     Usage(String),
     /// The library failed (exit code by its kind).
     Imgdb(imgdb::Error),
+    /// The daemon could not start or run (exit 2 for its settings, 6 for
+    /// the network and files around it).
+    Daemon(imgdb_daemon::DaemonError),
     /// Writing the output failed (exit 6; a closed pipe is success).
     Output(std::io::Error),
 }
@@ -89,6 +92,7 @@ fn run(cli: &Cli, out: &mut Out) -> commands::Result<()> {
         Command::Export(args) => commands::export(cli, args, out),
         Command::Import(args) => commands::import(cli, args, out),
         Command::Eval(args) => commands::eval(cli, args, out),
+        Command::Daemon(args) => commands::daemon(cli, args),
         Command::Model(args::ModelCommand::Pull { name }) => {
             commands::model_pull(cli, name.as_deref(), out)
         }
@@ -127,6 +131,20 @@ fn exit_code(failure: CommandError) -> u8 {
         CommandError::Usage(message) => {
             eprintln!("error: {message}");
             2
+        }
+        CommandError::Daemon(e) => {
+            let mut message = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(cause) = source {
+                message.push_str(&format!("\n  caused by: {cause}"));
+                source = cause.source();
+            }
+            eprintln!("error: {message}");
+            use imgdb_daemon::DaemonError as D;
+            match e {
+                D::Serve { .. } | D::AddressFile { .. } | D::Root { .. } => 6,
+                _ => 2,
+            }
         }
         CommandError::Imgdb(e) => {
             report(&e);

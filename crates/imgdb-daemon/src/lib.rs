@@ -17,11 +17,17 @@
 //! - `address` leaves the daemon's address in the database folder, where
 //!   the CLI finds it (`client`).
 
+pub mod address;
 mod api;
 pub mod config;
 mod error;
+mod indexer;
 pub mod json;
+mod roots;
+mod serve;
 pub mod state;
+mod watcher;
 
 pub use config::Config;
 pub use error::DaemonError;
+pub use serve::run;
