@@ -149,7 +149,9 @@ impl Config {
             return Err(DaemonError::EmptyToken);
         }
         if !self.listen.ip().is_loopback() && self.token.is_none() {
-            return Err(DaemonError::TokenRequired { listen: self.listen });
+            return Err(DaemonError::TokenRequired {
+                listen: self.listen,
+            });
         }
         if !(0..=19).contains(&self.indexing.nice) {
             return Err(DaemonError::BadSetting {
@@ -181,7 +183,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.limits.max_k, 50);
-        assert_eq!(config.limits.max_json_depth, 32, "the rest keeps its default");
+        assert_eq!(
+            config.limits.max_json_depth, 32,
+            "the rest keeps its default"
+        );
         assert_eq!(config.indexing.settle_ms, 200);
         config.validate().unwrap();
         let error = toml::from_str::<Config>("[limits]\nmax_kk = 5\n").unwrap_err();
