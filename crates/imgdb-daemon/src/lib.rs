@@ -17,7 +17,7 @@
 //! - `address` leaves the daemon's address in the database folder, where
 //!   the CLI finds it (`client`).
 
-mod api;
+pub mod api;
 pub mod config;
 mod error;
 pub mod json;
