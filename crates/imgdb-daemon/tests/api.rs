@@ -1324,6 +1324,37 @@ async fn a_slow_request_is_408() {
 }
 
 #[tokio::test]
+async fn requests_over_the_concurrency_cap_wait() {
+    let mut config = Config::default();
+    config.limits.max_concurrent_requests = 1;
+    let fixture = Fixture::with(config);
+    // The first request holds the one slot while its body trickles in.
+    let (more, rest) = tokio::sync::mpsc::channel::<Bytes>(1);
+    let body = futures_util::stream::once(async {
+        Ok::<_, std::convert::Infallible>(Bytes::from_static(b"{\"text\": \"a\""))
+    })
+    .chain(
+        tokio_stream::wrappers::ReceiverStream::new(rest).map(Ok::<_, std::convert::Infallible>),
+    );
+    let slow = tokio::spawn(fixture.app.clone().oneshot(raw_request(
+        "/v1/query",
+        Some("application/json"),
+        Body::from_stream(body),
+    )));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let quick = tokio::spawn(fixture.app.clone().oneshot(get("/healthz")));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !quick.is_finished(),
+        "the second request waits for the slot"
+    );
+    more.send(Bytes::from_static(b", \"k\": 1}")).await.unwrap();
+    drop(more);
+    assert_eq!(slow.await.unwrap().unwrap().status(), StatusCode::OK);
+    assert_eq!(quick.await.unwrap().unwrap().status(), StatusCode::OK);
+}
+
+#[tokio::test]
 async fn cors_only_for_configured_origins() {
     let preflight = || {
         Request::builder()
