@@ -18,7 +18,7 @@
 //!   the CLI finds it (`client`).
 
 pub mod address;
-mod api;
+pub mod api;
 pub mod config;
 mod error;
 mod indexer;
