@@ -50,6 +50,8 @@
     status: {
       dot: $('status-dot'),
       images: $('status-images'),
+      imagesUnit: $('status-images-unit'),
+      indexing: $('status-indexing'),
       indexed: $('status-indexed'),
       queued: $('status-queued'),
       failed: $('status-failed'),
@@ -656,6 +658,8 @@
     if (e.target === el.viewer) el.viewer.close(); // a click on the backdrop
   });
   el.viewer.addEventListener('close', () => {
+    const src = el.viewerImg.getAttribute('src');
+    if (src && src.startsWith('blob:') && blobUrls.delete(src)) URL.revokeObjectURL(src);
     el.viewerImg.removeAttribute('src');
     delete el.viewerImg.dataset.src;
     const item = viewing != null && el.results.querySelector(`[data-id="${viewing}"] button`);
@@ -685,6 +689,8 @@
   function renderStatus(s) {
     lastStatus = s;
     el.status.images.textContent = fmt(s.images);
+    el.status.imagesUnit.textContent = s.images === 1 ? 'image' : 'images';
+    el.status.indexing.hidden = !s.indexing;
     el.status.indexed.textContent = fmt(s.indexed);
     el.status.queued.textContent = fmt(s.queued);
     el.status.failed.textContent = fmt(s.failed);
@@ -768,9 +774,12 @@
     stopFeed();
     events = new EventSource('/v1/events');
     let dropped = false;
-    events.addEventListener('message', (e) => {
+    const handle = (e) => {
       try { onProgress(JSON.parse(e.data)); } catch (_) { /* a malformed event: skip it */ }
-    });
+    };
+    // Unnamed events are "message"; named ones are taken too, should the
+    // feed ever name them after their type.
+    for (const name of ['message', 'progress', 'file', 'batch', 'root']) events.addEventListener(name, handle);
     events.addEventListener('open', () => {
       el.status.box.classList.remove('offline');
       if (dropped) refetchSoon(); // events were missed while away
