@@ -27,6 +27,7 @@ mod roots;
 mod serve;
 pub mod state;
 mod watcher;
+mod web;
 
 pub use config::Config;
 pub use error::DaemonError;

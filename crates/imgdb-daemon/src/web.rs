@@ -28,6 +28,12 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
      style-src 'self'; img-src 'self' blob:; connect-src 'self'; \
      base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
+/// Whether a request path is the page or one of its assets, which need no
+/// token: they hold nothing of the database.
+pub fn is_public(path: &str) -> bool {
+    path == "/" || path.starts_with("/assets/")
+}
+
 /// The page's routes: `/`, `/assets/app.js`, `/assets/style.css`,
 /// `/assets/icon.svg`.
 pub fn routes() -> Router<AppState> {

@@ -4,7 +4,7 @@
 //! Layers, outermost first:
 //!
 //! ```text
-//! json_errors ─▶ CORS (only for cors_origins) ─▶ auth (bearer, /healthz exempt)
+//! json_errors ─▶ CORS (only for cors_origins) ─▶ auth (bearer; /healthz and the page exempt)
 //!   ─▶ timeout (408) ─▶ concurrency cap ─▶ body limit ─▶ handler
 //! ```
 //!
@@ -89,8 +89,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/stats", get(admin::stats))
         .route("/v1/status", get(admin::status))
         .route("/v1/events", get(events::events));
-    // The web page (another module's) goes here, under the same layers:
-    // let api = api.merge(crate::web::routes());
+    // The web page, under the same layers.
+    let api = api.merge(crate::web::routes());
     let token: Option<Arc<[u8]>> = state.config.token.as_deref().map(|t| t.as_bytes().into());
     let cors = cors(&state.config.cors_origins);
     let mut app = api
@@ -156,7 +156,9 @@ async fn auth(State(token): State<Option<Arc<[u8]>>>, request: Request, next: Ne
     let Some(token) = token else {
         return next.run(request).await;
     };
-    if request.uri().path() == HEALTHZ {
+    // The page and its assets are public (a browser cannot send a header
+    // to load them): the page asks for the token the API calls need.
+    if request.uri().path() == HEALTHZ || crate::web::is_public(request.uri().path()) {
         return next.run(request).await;
     }
     let given = request
