@@ -194,6 +194,14 @@ mod tests {
     }
 
     #[test]
+    fn the_sample_config_file_is_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/daemon/imgdb.toml");
+        let config = Config::load(Path::new(path)).unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.watch, [PathBuf::from("/home/me/Pictures")]);
+    }
+
+    #[test]
     fn an_address_off_loopback_needs_a_token() {
         let config: Config = toml::from_str("listen = \"0.0.0.0:8080\"").unwrap();
         assert!(matches!(
