@@ -195,7 +195,10 @@ mod tests {
 
     #[test]
     fn the_sample_config_file_is_valid() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/daemon/imgdb.toml");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../scripts/daemon/imgdb.toml"
+        );
         let config = Config::load(Path::new(path)).unwrap();
         config.validate().unwrap();
         assert_eq!(config.watch, [PathBuf::from("/home/me/Pictures")]);

@@ -49,6 +49,7 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
             source,
         })?;
     let (wake_tx, wake) = crossbeam_channel::bounded(1);
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     let state = AppState {
         thumbnails: db_path.join("cache").join("thumbnails"),
         db: db.clone(),
@@ -58,8 +59,16 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
         progress: broadcast::channel(1024).0,
         wake: wake_tx,
         started: Instant::now(),
+        stopping,
     };
-    let served = runtime.block_on(serve(state.clone(), db_path.clone(), model, options, wake));
+    let served = runtime.block_on(serve(
+        state.clone(),
+        db_path.clone(),
+        model,
+        options,
+        wake,
+        stop,
+    ));
     address::remove_own(&db_path);
     drop(state);
     let closed = db.close();
@@ -75,6 +84,7 @@ async fn serve(
     model: PathBuf,
     options: EncoderOptions,
     wake: crossbeam_channel::Receiver<()>,
+    stop: tokio::sync::watch::Sender<bool>,
 ) -> Result<(), DaemonError> {
     let listen = state.config.listen;
     let listener = tokio::net::TcpListener::bind(listen)
@@ -121,7 +131,10 @@ async fn serve(
     eprintln!("imgdb daemon: listening on {}", address.url);
     let wake = state.wake.clone();
     let served = axum::serve(listener, api::router(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        })
         .await
         .map_err(|source| DaemonError::Serve { listen, source });
     info!("stopping: finishing the batch in flight");

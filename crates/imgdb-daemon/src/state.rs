@@ -32,6 +32,9 @@ pub struct AppState {
     pub thumbnails: PathBuf,
     /// When the daemon started.
     pub started: Instant,
+    /// Turns true when the daemon stops: endless responses (the progress
+    /// feed) end then, or the graceful shutdown would wait for them forever.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl AppState {

@@ -115,6 +115,7 @@ impl Fixture {
             wake: wake_tx,
             thumbnails: dir.path().join("thumbnails"),
             started: Instant::now(),
+            stopping: tokio::sync::watch::channel(false).1,
         };
         let app = imgdb_daemon::api::router(state.clone());
         Fixture {
