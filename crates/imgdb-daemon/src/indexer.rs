@@ -20,7 +20,7 @@ use imgdb::{CancelToken, Encoder, QueuedEvent};
 use tracing::{debug, info, warn};
 
 use crate::roots;
-use crate::state::{AppState, Progress, RootState};
+use crate::state::{AppState, Progress, RootState, deepest_root};
 
 /// What to do with a queued event now.
 enum Readiness {
@@ -146,7 +146,7 @@ fn readiness(state: &AppState, roots: &mut RootCheck, event: &FileEvent) -> Read
         FileEvent::Created(path) | FileEvent::Changed(path) | FileEvent::Deleted(path) => path,
         _ => return Readiness::Ready,
     };
-    let Some(root) = state.root_of(path) else {
+    let Some(root) = deepest_root(roots.devices.keys().map(PathBuf::as_path), path) else {
         return Readiness::Dropped;
     };
     // Checked on disk now, not from the monitor's last look: applying a

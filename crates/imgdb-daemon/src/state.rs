@@ -38,15 +38,15 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The watched root a path lies under, if any (both canonical).
-    pub fn root_of(&self, path: &Path) -> Option<PathBuf> {
-        self.status
-            .lock()
-            .roots
-            .keys()
-            .filter(|root| path.starts_with(root))
-            .max_by_key(|root| root.as_os_str().len())
-            .cloned()
+    /// The watched root a path lies under, if any (both canonical). The
+    /// database's roots are the truth, not the watcher's last look, which
+    /// may not have happened yet just after a start.
+    pub fn root_of(&self, path: &Path) -> imgdb::Result<Option<PathBuf>> {
+        let roots = self.db.watched_roots()?;
+        Ok(deepest_root(
+            roots.iter().map(|root| root.path.as_path()),
+            path,
+        ))
     }
 
     /// Queues events durably and wakes the indexer.
@@ -130,4 +130,12 @@ pub enum Progress {
         /// Its new state.
         state: RootState,
     },
+}
+
+/// The deepest of `roots` that `path` lies under.
+pub fn deepest_root<'a>(roots: impl Iterator<Item = &'a Path>, path: &Path) -> Option<PathBuf> {
+    roots
+        .filter(|root| path.starts_with(root))
+        .max_by_key(|root| root.as_os_str().len())
+        .map(Path::to_path_buf)
 }

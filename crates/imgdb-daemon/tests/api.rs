@@ -99,6 +99,8 @@ impl Fixture {
             )
             .unwrap();
         assert_eq!(report.indexed, PHOTOS.len() as u64);
+        // The daemon's roots are the database's (status only shows them).
+        db.watch_root(&photos, 0).unwrap();
         let status = Arc::new(Status::default());
         status
             .lock()

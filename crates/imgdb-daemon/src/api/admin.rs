@@ -134,7 +134,7 @@ fn under_a_root(state: &AppState, path: &Path) -> Result<PathBuf, ApiError> {
         }
         Err(_) => return Err(outside()),
     };
-    match state.root_of(&resolved) {
+    match state.root_of(&resolved)? {
         Some(_) => Ok(resolved),
         None => Err(outside()),
     }

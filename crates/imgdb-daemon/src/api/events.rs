@@ -28,7 +28,11 @@ pub async fn events(
             Event::default().json_data(&progress).ok().map(Ok)
         })
         .take_until(async move {
-            let _ = stopping.wait_for(|stopping| *stopping).await;
+            // A dropped sender (no daemon around the router, as in tests)
+            // never says stop.
+            if stopping.wait_for(|stopping| *stopping).await.is_err() {
+                std::future::pending::<()>().await;
+            }
         });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
 }
