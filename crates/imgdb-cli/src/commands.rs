@@ -1,5 +1,7 @@
 //! One function per command: validate the arguments, call the library,
-//! print the result.
+//! print the result. The commands a running daemon can answer (`query`,
+//! `stats`, `ingest`, `rm`, `tag`, `failures`) ask it first (`remote.rs`)
+//! and print its answer with the same printers as their direct path.
 
 use std::ffi::OsStr;
 use std::io::IsTerminal;
@@ -18,6 +20,8 @@ use crate::args::{
     ImportArgs, IngestArgs, QueryArgs, TagArgs,
 };
 use crate::output::{Out, Progress, hit_json, path_json, timestamp_text};
+use crate::remote;
+use serde_json::Value;
 
 /// What a command returns.
 pub type Result<T> = std::result::Result<T, CommandError>;
@@ -46,16 +50,25 @@ fn daemon_error(error: imgdb_daemon::DaemonError) -> CommandError {
 }
 
 pub fn tag(cli: &Cli, args: &TagArgs, out: &mut Out) -> Result<()> {
-    // Labels are embedded as texts; the images' vectors are stored.
-    let encoder = encoder(cli, Towers::Text)?;
-    let db = open_for(cli, &encoder)?;
     let options = TagOptions {
         template: args.template.clone(),
         top: args.top,
         min_score: args.min_score,
     };
+    if let Some(daemon) = remote::daemon(cli) {
+        let labels = read_labels(&args.labels)?;
+        return remote::tag(&daemon, &labels, &options, args.json, out);
+    }
+    // Labels are embedded as texts; the images' vectors are stored.
+    let encoder = encoder(cli, Towers::Text)?;
+    let db = open_for(cli, &encoder)?;
     let tagged = db.tag(&encoder, &read_labels(&args.labels)?, &options)?;
-    if args.json {
+    print_tagged(tagged as u64, args.json, out)
+}
+
+/// What `tag` prints.
+pub fn print_tagged(tagged: u64, json: bool, out: &mut Out) -> Result<()> {
+    if json {
         out.json(&json!({"tagged": tagged}))?;
     } else {
         out.line(format!("tagged {tagged} images"))?;
@@ -211,7 +224,7 @@ pub fn model_pull(cli: &Cli, name: Option<&str>, out: &mut Out) -> Result<()> {
 }
 
 /// The database folder (`imgdb::resolve::database_path`).
-fn db_path(cli: &Cli) -> PathBuf {
+pub fn db_path(cli: &Cli) -> PathBuf {
     resolve::database_path(cli.db.as_deref())
 }
 
@@ -256,6 +269,9 @@ fn read_labels(path: &Path) -> Result<Vec<String>> {
 }
 
 pub fn ingest(cli: &Cli, args: &IngestArgs, out: &mut Out) -> Result<()> {
+    if let Some(daemon) = remote::daemon(cli) {
+        return remote::ingest(&daemon, cli, args, out);
+    }
     let encoder = encoder(cli, Towers::Both)?;
     let db = Db::open_or_create(db_path(cli), encoder.space().clone())?;
     let cancel = cancel_on_ctrl_c("finishing the current batch");
@@ -446,6 +462,9 @@ pub fn query(cli: &Cli, args: &QueryArgs, out: &mut Out) -> Result<()> {
         filter,
         ef: args.ef,
     };
+    if let Some(daemon) = remote::daemon(cli) {
+        return remote::query(&daemon, args, &query, out);
+    }
     // A query of texts alone needs no image tower: a one-shot query starts
     // in a fraction of the time.
     let towers = if args.images.is_empty() {
@@ -456,17 +475,46 @@ pub fn query(cli: &Cli, args: &QueryArgs, out: &mut Out) -> Result<()> {
     let encoder = encoder(cli, towers)?;
     let db = open_for(cli, &encoder)?;
     let hits = db.query(&encoder, &query)?;
-    for (rank, hit) in hits.iter().enumerate() {
+    let results: Vec<Value> = hits
+        .iter()
+        .enumerate()
+        .map(|(rank, hit)| hit_json(rank + 1, hit))
+        .collect();
+    print_hits(&results, args, out)
+}
+
+/// What `query` prints of its results (`hit_json` objects, which the
+/// daemon's API answers too): the objects, their paths, or
+/// `RANK  SCORE  PATH` lines.
+pub fn print_hits(results: &[Value], args: &QueryArgs, out: &mut Out) -> Result<()> {
+    for result in results {
         if args.json {
-            out.json(&hit_json(rank + 1, hit))?;
-        } else if args.paths {
-            out.path_line("", &hit.path, "")?;
+            out.json(result)?;
+            continue;
+        }
+        let path = remote::path_of(&result["path"]).ok_or_else(|| unreadable("path"))?;
+        if args.paths {
+            out.path_line("", &path, "")?;
         } else {
-            let rank = format!("{:>3}  {:.4}  ", rank + 1, hit.score);
-            out.path_line(&rank, &hit.path, "")?;
+            let rank = result["rank"].as_u64().ok_or_else(|| unreadable("rank"))?;
+            // The score is an f32 in JSON: printed as that f32, so that its
+            // last digit is the direct query's.
+            let score = result["score"]
+                .as_f64()
+                .ok_or_else(|| unreadable("score"))? as f32;
+            out.path_line(&format!("{rank:>3}  {score:.4}  "), &path, "")?;
         }
     }
     Ok(())
+}
+
+/// An object to print that lacks a field (an answer of another daemon
+/// version, say).
+fn unreadable(field: &str) -> CommandError {
+    CommandError::Failed {
+        messages: vec![format!("a result without a readable `{field}`")],
+        code: crate::code_of(ErrorKind::Network),
+    }
 }
 
 pub fn failures(cli: &Cli, args: &FailuresArgs, out: &mut Out) -> Result<()> {
@@ -480,29 +528,57 @@ pub fn failures(cli: &Cli, args: &FailuresArgs, out: &mut Out) -> Result<()> {
         })?),
         None => None,
     };
+    if let Some(daemon) = remote::daemon(cli) {
+        return remote::failures(&daemon, kind, args.json, out);
+    }
     let db = open(cli)?;
-    for (path, failure) in db.failures()? {
-        if kind.is_some_and(|kind| failure.reason.kind != kind) {
-            continue;
-        }
-        if args.json {
-            out.json(&json!({
+    let failures: Vec<Value> = db
+        .failures()?
+        .into_iter()
+        .filter(|(_, failure)| kind.is_none_or(|kind| failure.reason.kind == kind))
+        .map(|(path, failure)| {
+            json!({
                 "path": path_json(&path), "kind": failure.reason.kind.name(),
                 "message": failure.reason.message, "bytes": failure.byte_size,
                 "mtime": timestamp_text(failure.mtime), "at": timestamp_text(failure.at),
-            }))?;
-        } else {
-            out.path_line("", &path, &format!(": {}", failure.reason))?;
+            })
+        })
+        .collect();
+    print_failures(&failures, args.json, out)
+}
+
+/// What `failures` prints of its objects (`GET /v1/failures` answers the
+/// same): the objects, or `PATH: MESSAGE (KIND)` lines.
+pub fn print_failures(failures: &[Value], json: bool, out: &mut Out) -> Result<()> {
+    for failure in failures {
+        if json {
+            out.json(failure)?;
+            continue;
         }
+        let path = remote::path_of(&failure["path"]).ok_or_else(|| unreadable("path"))?;
+        let reason = imgdb::FailureReason {
+            kind: failure["kind"]
+                .as_str()
+                .and_then(ErrorKind::from_name)
+                .ok_or_else(|| unreadable("kind"))?,
+            message: failure["message"]
+                .as_str()
+                .ok_or_else(|| unreadable("message"))?
+                .to_string(),
+        };
+        out.path_line("", &path, &format!(": {reason}"))?;
     }
     Ok(())
 }
 
 /// Figures of the database alone: no model is opened.
 pub fn stats(cli: &Cli, json: bool, out: &mut Out) -> Result<()> {
+    if let Some(daemon) = remote::daemon(cli) {
+        return remote::stats(&daemon, json, out);
+    }
     let stats = open(cli)?.stats()?;
-    if json {
-        out.json(&json!({
+    print_stats(
+        &json!({
             "images": stats.images, "files": stats.files, "failures": stats.failures,
             "model": stats.space.model_id, "dim": stats.space.dim, "fingerprint": stats.space.fingerprint.to_hex(),
             "index_points": stats.index_points, "tombstones": stats.tombstones,
@@ -510,24 +586,58 @@ pub fn stats(cli: &Cli, json: bool, out: &mut Out) -> Result<()> {
             "snapshot_bytes": stats.snapshot_bytes, "format_version": stats.format_version,
             "m": stats.index_params.m, "ef_construction": stats.index_params.ef_construction,
             "ef_search": stats.index_params.ef_search,
-        }))?;
-    } else {
-        out.line(format!("images        {}", stats.images))?;
-        out.line(format!("files         {}", stats.files))?;
-        out.line(format!("failures      {}", stats.failures))?;
-        out.line(format!("model         {}", stats.space))?;
-        out.line(format!(
-            "index         {} points, {} tombstones, M {}, efConstruction {}",
-            stats.index_points,
-            stats.tombstones,
-            stats.index_params.m,
-            stats.index_params.ef_construction
-        ))?;
-        out.line(format!("store         {} bytes", stats.store_bytes))?;
-        out.line(format!("snapshot      {} bytes", stats.snapshot_bytes))?;
-        out.line(format!("format        {}", stats.format_version))?;
+        }),
+        json,
+        out,
+    )
+}
+
+/// What `stats` prints of its object (`GET /v1/stats` answers the same):
+/// the object, or aligned lines.
+pub fn print_stats(stats: &Value, json: bool, out: &mut Out) -> Result<()> {
+    if json {
+        out.json(stats)?;
+        return Ok(());
     }
+    let field = |name: &str| -> Result<&Value> {
+        stats
+            .get(name)
+            .filter(|v| !v.is_null())
+            .ok_or_else(|| unreadable(name))
+    };
+    let space = imgdb::EmbeddingSpace {
+        model_id: field("model")?.as_str().unwrap_or_default().to_string(),
+        dim: field("dim")?.as_u64().unwrap_or_default() as u32,
+        fingerprint: fingerprint(field("fingerprint")?.as_str().unwrap_or_default())
+            .ok_or_else(|| unreadable("fingerprint"))?,
+    };
+    out.line(format!("images        {}", field("images")?))?;
+    out.line(format!("files         {}", field("files")?))?;
+    out.line(format!("failures      {}", field("failures")?))?;
+    out.line(format!("model         {space}"))?;
+    out.line(format!(
+        "index         {} points, {} tombstones, M {}, efConstruction {}",
+        field("index_points")?,
+        field("tombstones")?,
+        field("m")?,
+        field("ef_construction")?
+    ))?;
+    out.line(format!("store         {} bytes", field("store_bytes")?))?;
+    out.line(format!("snapshot      {} bytes", field("snapshot_bytes")?))?;
+    out.line(format!("format        {}", field("format_version")?))?;
     Ok(())
+}
+
+/// A fingerprint from its 64 hexadecimal digits.
+fn fingerprint(hex: &str) -> Option<imgdb::Fingerprint> {
+    if hex.len() != 64 || !hex.is_ascii() {
+        return None;
+    }
+    let mut bytes = [0u8; 32];
+    for (i, byte) in bytes.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(imgdb::Fingerprint(bytes))
 }
 
 pub fn check(cli: &Cli, json: bool, out: &mut Out) -> Result<()> {
@@ -563,14 +673,21 @@ pub fn check(cli: &Cli, json: bool, out: &mut Out) -> Result<()> {
 }
 
 pub fn rm(cli: &Cli, paths: &[PathBuf], out: &mut Out) -> Result<()> {
+    // A file that is gone can still be named by its absolute path.
+    let paths: Vec<PathBuf> = paths
+        .iter()
+        .map(|path| {
+            path.canonicalize()
+                .unwrap_or_else(|_| std::path::absolute(path).unwrap_or(path.clone()))
+        })
+        .collect();
+    if let Some(daemon) = remote::daemon(cli) {
+        return remote::rm(&daemon, &paths, out);
+    }
     let db = open(cli)?;
     let mut batch = WriteBatch::new();
     let mut missing = false;
     for path in paths {
-        // A file that is gone can still be named by its absolute path.
-        let path = path
-            .canonicalize()
-            .unwrap_or_else(|_| std::path::absolute(path).unwrap_or(path.clone()));
         let mut found = false;
         if db.get_by_path(&path)?.is_some() {
             batch.push(WriteOp::Unlink { path: path.clone() });
@@ -585,8 +702,13 @@ pub fn rm(cli: &Cli, paths: &[PathBuf], out: &mut Out) -> Result<()> {
             missing = true;
         }
     }
-    let removed = batch.len();
+    let removed = batch.len() as u64;
     db.write(&db.space().clone(), batch)?;
+    print_removed(removed, missing, out)
+}
+
+/// What `rm` prints; exit 1 when a path was not indexed.
+pub fn print_removed(removed: u64, missing: bool, out: &mut Out) -> Result<()> {
     out.line(format!("removed {removed} files"))?;
     if missing {
         Err(CommandError::Partial)

@@ -7,10 +7,15 @@
 //! or a request that cannot be done as asked, 3 database in use, 4 damaged
 //! or unsupported data, 5 model or runtime unusable, 6 I/O or network. A
 //! closed output pipe is success.
+//!
+//! While `imgdb daemon` holds the database, the commands it can answer go
+//! through its API (`remote.rs`); the others, which must open the
+//! database, say that the daemon holds it.
 
 mod args;
 mod commands;
 mod output;
+mod remote;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -37,6 +42,14 @@ pub enum CommandError {
     Daemon(imgdb_daemon::DaemonError),
     /// Writing the output failed (exit 6; a closed pipe is success).
     Output(std::io::Error),
+    /// A failure described already: its message, then its causes, and
+    /// its exit code (errors the daemon's API answered, say).
+    Failed {
+        /// The message, then each cause.
+        messages: Vec<String>,
+        /// The exit code.
+        code: u8,
+    },
 }
 
 impl From<imgdb::Error> for CommandError {
@@ -76,8 +89,19 @@ fn quiet_contained_panics() {
     }));
 }
 
-/// One function per command.
+/// Runs the command; a database it could not open because a running
+/// daemon holds it is reported as such.
 fn run(cli: &Cli, out: &mut Out) -> commands::Result<()> {
+    match route(cli, out) {
+        Err(CommandError::Imgdb(e)) if e.kind() == ErrorKind::InUse => {
+            Err(remote::held_by_daemon(cli).unwrap_or(CommandError::Imgdb(e)))
+        }
+        other => other,
+    }
+}
+
+/// One function per command.
+fn route(cli: &Cli, out: &mut Out) -> commands::Result<()> {
     match &cli.command {
         Command::Ingest(args) => commands::ingest(cli, args, out),
         Command::Query(args) => commands::query(cli, args, out),
@@ -147,22 +171,33 @@ fn exit_code(failure: CommandError) -> u8 {
             }
         }
         CommandError::Imgdb(e) => {
-            report(&e);
-            match e.kind() {
-                ErrorKind::InUse => 3,
-                ErrorKind::Corrupt | ErrorKind::Unsupported => 4,
-                ErrorKind::Model => 5,
-                ErrorKind::Io | ErrorKind::Network => 6,
-                _ => 2,
-            }
+            report(&e.messages());
+            code_of(e.kind())
+        }
+        CommandError::Failed { messages, code } => {
+            report(&messages);
+            code
         }
     }
 }
 
+/// The exit code of an error kind (the table in schema/cli.md).
+pub fn code_of(kind: ErrorKind) -> u8 {
+    match kind {
+        ErrorKind::InUse => 3,
+        ErrorKind::Corrupt | ErrorKind::Unsupported => 4,
+        ErrorKind::Model => 5,
+        ErrorKind::Io | ErrorKind::Network => 6,
+        _ => 2,
+    }
+}
+
 /// The error, then each cause on its own line.
-fn report(error: &imgdb::Error) {
-    let messages = error.messages();
-    let (first, causes) = messages.split_first().expect("an error has a message");
+fn report(messages: &[String]) {
+    let Some((first, causes)) = messages.split_first() else {
+        eprintln!("error: failed");
+        return;
+    };
     eprintln!("error: {first}");
     for cause in causes {
         eprintln!("  caused by: {cause}");

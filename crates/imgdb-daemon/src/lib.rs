@@ -15,10 +15,11 @@
 //! - `indexer` applies queued events with the library's ingest pipeline;
 //! - `api` answers HTTP requests on the shared [`state::AppState`];
 //! - `address` leaves the daemon's address in the database folder, where
-//!   the CLI finds it (`client`).
+//!   the CLI finds it, and `client` is the CLI's blocking client of the API.
 
 pub mod address;
 pub mod api;
+pub mod client;
 pub mod config;
 mod error;
 mod indexer;
