@@ -291,6 +291,11 @@ impl ErrorKind {
         ErrorKind::Network,
     ];
 
+    /// Every kind's name, comma-separated, for messages that list them.
+    pub fn names() -> String {
+        ErrorKind::ALL.map(|kind| kind.name()).join(", ")
+    }
+
     /// The kind's persisted code (in failure records). Codes are forever: a
     /// new kind takes a new code.
     pub const fn code(self) -> u8 {

@@ -520,10 +520,9 @@ fn unreadable(field: &str) -> CommandError {
 pub fn failures(cli: &Cli, args: &FailuresArgs, out: &mut Out) -> Result<()> {
     let kind = match &args.kind {
         Some(name) => Some(ErrorKind::from_name(name).ok_or_else(|| {
-            let names: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.name()).collect();
             CommandError::Usage(format!(
                 "--kind {name}: expected one of {}",
-                names.join(", ")
+                ErrorKind::names()
             ))
         })?),
         None => None,

@@ -233,10 +233,9 @@ pub async fn failures(
 ) -> Result<Json<Value>, ApiError> {
     let kind = match params.kind.as_deref() {
         Some(name) => Some(ErrorKind::from_name(name).ok_or_else(|| {
-            let names: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.name()).collect();
             ApiError::invalid(format!(
                 "kind {name:?}: expected one of {}",
-                names.join(", ")
+                ErrorKind::names()
             ))
         })?),
         None => None,
