@@ -127,7 +127,10 @@ def encode(out: str):
         for fmt, ext in (("HEIF", "heic"), ("AVIF", "avif")):
             for quality in (30, 75, 95):
                 rgb.save(path(f"q{quality}.{ext}"), fmt, quality=quality)
-            rgb.save(path(f"444.{ext}"), fmt, quality=80, chroma=444 if fmt == "AVIF" else "444")
+            # Pillow's AVIF writer takes `subsampling` (it ignores `chroma`);
+            # pillow-heif's HEIF writer takes `chroma`.
+            chroma = {"subsampling": "4:4:4"} if fmt == "AVIF" else {"chroma": "444"}
+            rgb.save(path(f"444.{ext}"), fmt, quality=80, **chroma)
             rgba.save(path(f"alpha.{ext}"), fmt, quality=80)
             for orientation in range(2, 9):
                 exif = Image.Exif()
