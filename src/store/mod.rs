@@ -779,4 +779,48 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn only_an_unfinished_sled_snapshot_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = [
+            "snap.00000000000A2F31.generating",
+            "snap.00000000000A2F31",
+            "conf",
+            "db",
+            "blobs.generating",
+        ];
+        for name in names {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        remove_interrupted_snapshots(dir.path()).unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["blobs.generating", "conf", "db", "snap.00000000000A2F31"]
+        );
+        // A store that was never created is not an error.
+        remove_interrupted_snapshots(&dir.path().join("absent")).unwrap();
+    }
+
+    #[test]
+    fn the_size_on_disk_grows_with_what_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage: std::sync::Arc<dyn Storage> = std::sync::Arc::new(crate::fsio::LocalStorage);
+        let store = Store::open(dir.path(), &dir.path().join("store"), storage).unwrap();
+        let empty = store.size_on_disk();
+        let queued: Vec<_> = (0..2000)
+            .map(|i| record::FileEvent::Created(PathBuf::from(format!("/photos/{i:05}.jpg"))))
+            .collect();
+        store.enqueue(&queued).unwrap();
+        assert!(
+            store.size_on_disk() > empty + 2000 * 16,
+            "{} after {empty}",
+            store.size_on_disk()
+        );
+    }
 }
