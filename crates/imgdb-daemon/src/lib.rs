@@ -21,6 +21,8 @@ pub mod address;
 pub mod api;
 pub mod config;
 mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod indexer;
 pub mod json;
 mod roots;
