@@ -153,7 +153,8 @@ report="$home/report${token:+-token}"
 rm -rf "$report"
 echo "api-conformance: schemathesis $schemathesis_version, $max_examples examples an operation, seed $seed"
 status=0
-"$venv/bin/st" run "$url/v1/openapi.json" --url "$url" \
+# From $home: schemathesis keeps its state in .schemathesis/ of the working folder.
+(cd "$home" && "$venv/bin/st" run "$url/v1/openapi.json" --url "$url" \
   --checks "$checks" \
   --exclude-path /v1/events \
   --max-examples "$max_examples" --seed "$seed" \
@@ -162,7 +163,7 @@ status=0
   --suppress-health-check too_slow,filter_too_much \
   --report junit,pytest --report-dir "$report" \
   --warnings off \
-  "${headers[@]}" || status=$?
+  "${headers[@]}") || status=$?
 kill -0 "$pid" 2>/dev/null || daemon_failed "the daemon died during the run"
 if [ "$status" != 0 ]; then
   echo "api-conformance: FAILED (reports in $report)" >&2
