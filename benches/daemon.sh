@@ -12,6 +12,8 @@
 #                                and under load
 #   benches/daemon.sh indexing   the same load while the daemon indexes
 #                                INDEX_FILES (5 000) distinct shape images
+#   benches/daemon.sh db         only build the database of imported vectors
+#   benches/daemon.sh serve      load, then indexing, on one daemon
 #   benches/daemon.sh            all three (load and indexing share the database)
 #
 #   IMGDB_BIN=...   default target/release/imgdb (cargo build --release -p imgdb-cli)
