@@ -36,3 +36,40 @@ for arg in 2024-05-01 2024-05-01T10:30:00Z 2024-05-01T10:30:00+02:00 jpeg TIF we
   printf '%s' "$arg" >"corpus/query_arguments/$arg"
 done
 mkdir -p corpus/db_ops
+# The daemon's query bodies: every field of schema/api/openapi.yaml's
+# QueryRequest, accepted and refused ones, and a body nested past the limit.
+mkdir -p corpus/http_query_body
+python3 - corpus/http_query_body <<'PY'
+import json, sys
+from pathlib import Path
+out = Path(sys.argv[1])
+png = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGD4DwABBAEAwS2OUAAAAABJRU5ErkJggg=="
+bodies = [
+    {"text": "a red circle"},
+    {"text": "a cat", "k": 5, "offset": 10, "min_score": 0.1, "ef": 128},
+    {"image_id": 3},
+    {"image_base64": png},
+    {"terms": [{"text": "a dog", "weight": 0.5}, {"image_id": 1, "weight": -0.25},
+               {"image_base64": png}]},
+    {"negative": ["blurry", "dark"], "text": "beach"},
+    {"text": "x", "filter": {"under": "/photos/2024", "tag": "cat", "formats": ["jpeg", "png"],
+                             "min_width": 100, "min_height": 100, "min_bytes": 1,
+                             "max_bytes": 1000000, "modified_after": "2024-05-01",
+                             "modified_before": "2024-05-01T10:30:00+02:00"}},
+    {"text": "x", "filter": None, "k": None, "ef": None, "min_score": None},
+    {"terms": [{"text": "a", "image_id": 1}]},
+    {"terms": [{"weight": 2}]},
+    {"text": "x", "k": 0},
+    {"text": "x", "offset": 10001},
+    {"text": "x", "filter": {"under": "relative/path"}},
+    {"text": "x", "filter": {"formats": ["nope"], "modified_after": "yesterday"}},
+    {"image_base64": "not base64!"},
+    {"unknown": 1},
+    {},
+]
+for i, body in enumerate(bodies):
+    (out / f"body-{i:02}.json").write_text(json.dumps(body))
+(out / "weight-overflow.json").write_text('{"terms": [{"text": "a", "weight": 1e39}]}')
+(out / "nested.json").write_text('{"text": "x", "filter": ' + "[" * 40 + "]" * 40 + "}")
+(out / "strings.json").write_text('{"text": "[[[{{{\\"\\\\", "negative": ["]]]}}}"]}')
+PY

@@ -22,6 +22,8 @@ pub mod api;
 pub mod client;
 pub mod config;
 mod error;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod indexer;
 pub mod json;
 mod roots;

@@ -17,10 +17,10 @@
 mod admin;
 mod error;
 mod events;
-mod extract;
+pub(crate) mod extract;
 mod images;
 mod openapi;
-mod query;
+pub(crate) mod query;
 
 use std::sync::Arc;
 use std::time::Duration;

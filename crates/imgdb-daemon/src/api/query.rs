@@ -121,6 +121,18 @@ pub async fn query(
             "expected `Content-Type: application/json` or `multipart/form-data`",
         ));
     };
+    let max_k = state.config.limits.max_k;
+    run(state, move || query_of(body, upload, max_k)).await
+}
+
+/// Every check of a query's body (with its uploaded image, if any) and the
+/// library's query it asks for, `k + offset` results, with the offset of
+/// its page. Blocking: `filter.under` is canonicalised.
+pub fn query_of(
+    body: QueryBody,
+    upload: Option<Bytes>,
+    max_k: usize,
+) -> Result<(Query, usize), ApiError> {
     let mut terms = Vec::new();
     if let Some(bytes) = upload {
         terms.push(QueryTerm::ImageBytes {
@@ -134,7 +146,7 @@ pub async fn query(
             "nothing to search for: give `text`, `image_id`, `image_base64`, `terms` or `negative`",
         ));
     }
-    let (k, offset) = page(&state, body.k, body.offset)?;
+    let (k, offset) = page(max_k, body.k, body.offset)?;
     if let Some(min) = body.min_score
         && !min.is_finite()
     {
@@ -149,22 +161,14 @@ pub async fn query(
             EF_RANGE.end()
         )));
     }
-    let filter = body.filter.unwrap_or_default();
-    let (min_score, ef) = (body.min_score, body.ef);
-    run(
-        state,
-        move || {
-            Ok(Query {
-                terms,
-                k: k + offset,
-                min_score,
-                filter: filter_of(filter)?,
-                ef,
-            })
-        },
-        offset,
-    )
-    .await
+    let query = Query {
+        terms,
+        k: k + offset,
+        min_score: body.min_score,
+        filter: filter_of(body.filter.unwrap_or_default())?,
+        ef: body.ef,
+    };
+    Ok((query, offset))
 }
 
 /// The query string of `GET /v1/images/{id}/similar`.
@@ -183,24 +187,26 @@ pub async fn similar(
     ImageIdPath(id): ImageIdPath,
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let (k, offset) = page(&state, params.k, params.offset.unwrap_or(0))?;
-    run(
-        state,
-        move || Ok(Query::similar_to(id).k(k + offset)),
-        offset,
-    )
+    let (k, offset) = page(
+        state.config.limits.max_k,
+        params.k,
+        params.offset.unwrap_or(0),
+    )?;
+    run(state, move || {
+        Ok((Query::similar_to(id).k(k + offset), offset))
+    })
     .await
 }
 
 /// Runs a query made on the blocking thread (where making it may touch the
-/// disk: `filter.under` is canonicalised) and answers its page.
+/// disk: `filter.under` is canonicalised) and answers its page (the query
+/// and the results it skips).
 async fn run(
     state: AppState,
-    make: impl FnOnce() -> Result<Query, ApiError> + Send + 'static,
-    offset: usize,
+    make: impl FnOnce() -> Result<(Query, usize), ApiError> + Send + 'static,
 ) -> Result<Json<Value>, ApiError> {
     let results = blocking(move || {
-        let query = make()?;
+        let (query, offset) = make()?;
         let hits = state.db.query(&state.encoder, &query)?;
         Ok(hits
             .iter()
@@ -215,8 +221,7 @@ async fn run(
 
 /// `k` (default 10, at most `limits.max_k`) and `offset` (at most
 /// [`MAX_OFFSET`]), checked.
-fn page(state: &AppState, k: Option<usize>, offset: usize) -> Result<(usize, usize), ApiError> {
-    let max_k = state.config.limits.max_k;
+fn page(max_k: usize, k: Option<usize>, offset: usize) -> Result<(usize, usize), ApiError> {
     let k = k.unwrap_or(DEFAULT_K.min(max_k));
     if !(1..=max_k).contains(&k) {
         return Err(ApiError::invalid(format!("k must be from 1 to {max_k}")));
