@@ -244,29 +244,31 @@ pub async fn file(
 ) -> Result<Response, ApiError> {
     let record = record(&state, id).await?;
     let path = record.path().to_path_buf();
-    let bytes = blocking(move || {
-        std::fs::read(&path).map_err(|e| {
-            let kind = if e.kind() == std::io::ErrorKind::NotFound {
-                ErrorKind::NotFound
-            } else {
-                ErrorKind::Io
-            };
-            ApiError::of_kind(kind, format!("cannot read the file of image {}: {e}", id.0))
-        })
-    })
-    .await?;
+    let unreadable = |e: std::io::Error| {
+        let kind = if e.kind() == std::io::ErrorKind::NotFound {
+            ErrorKind::NotFound
+        } else {
+            ErrorKind::Io
+        };
+        ApiError::of_kind(kind, format!("cannot read the file of image {}: {e}", id.0))
+    };
+    // Streamed, so that a large original never sits whole in memory once
+    // per request.
+    let file = tokio::fs::File::open(&path).await.map_err(unreadable)?;
+    let length = file.metadata().await.map_err(unreadable)?.len();
     Ok((
         [
             (
                 header::CONTENT_TYPE,
                 HeaderValue::from_static(mime(record.format)),
             ),
+            (header::CONTENT_LENGTH, HeaderValue::from(length)),
             (
                 header::X_CONTENT_TYPE_OPTIONS,
                 HeaderValue::from_static("nosniff"),
             ),
         ],
-        bytes,
+        axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file)),
     )
         .into_response())
 }
