@@ -1462,3 +1462,21 @@ async fn the_openapi_spec_documents_every_route() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_thumbnail_of_a_file_gone_from_the_disk_is_404() {
+    let fixture = Fixture::new();
+    let rocket = fixture.id("rocket.jpg");
+    let record = fixture.state.db.get(ImageId(rocket)).unwrap().unwrap();
+    std::fs::remove_file(record.path()).unwrap();
+    let (status, value) = fixture
+        .get(&format!("/v1/images/{rocket}/thumbnail?size=64"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(value["error"]["kind"], "not_found");
+    let message = value["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(&format!("the file of image {rocket} is gone: ")),
+        "{message}"
+    );
+}

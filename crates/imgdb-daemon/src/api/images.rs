@@ -199,6 +199,18 @@ fn cached_thumbnail(
     }
     let Some(jpeg) = jpeg else {
         return Err(match first_error {
+            // The image's files are gone from the disk (not yet seen by the
+            // watcher, or an imported database): nothing to show, not a
+            // server error.
+            Some(imgdb::Error::Io { source, path })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                ApiError::not_found(format!(
+                    "the file of image {} is gone: {}",
+                    record.id.0,
+                    path.display()
+                ))
+            }
             Some(e) => e.into(),
             None => ApiError::not_found(format!("image {} has no file", record.id.0)),
         });
