@@ -49,17 +49,10 @@ fi
 
 # ---- the daemon on a temp copy of the photos
 work="$(mktemp -d "${TMPDIR:-/tmp}/imgdb-conformance.XXXXXX")"
-pid=""
-cleanup() {
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  fi
-  if [ "${KEEP:-0}" = 1 ]; then echo "api-conformance: kept $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
+harness=api-conformance
+# shellcheck source=daemon-harness.sh
+. "$repo/scripts/daemon-harness.sh"
+trap daemon_stop EXIT
 
 photos="$work/photos"
 mkdir -p "$photos"
@@ -68,57 +61,9 @@ db="$work/db"
 args=(daemon --db "$db" --model "$repo/fixtures/models/tiny-clip" --watch "$photos"
   --listen 127.0.0.1:0)
 [ -z "$token" ] || args+=(--token "$token")
-"$bin" "${args[@]}" >"$work/daemon.log" 2>&1 &
-pid=$!
-
-daemon_failed() {
-  echo "api-conformance: $*" >&2
-  echo "---- daemon log ($work/daemon.log), last lines:" >&2
-  tail -n 40 "$work/daemon.log" >&2 || true
-  exit 1
-}
-
-# Prints EXPR of the JSON at URL (`s`), or fails.
-json() { # URL EXPR
-  python3 - "$1" "$2" "$token" <<'PY'
-import json, sys, urllib.request
-url, expr, token = sys.argv[1:4]
-request = urllib.request.Request(url)
-if token:
-    request.add_header("Authorization", f"Bearer {token}")
-with urllib.request.urlopen(request, timeout=10) as r:
-    s = json.load(r)
-print(eval(expr))
-PY
-}
-
-url=""
-deadline=$((SECONDS + timeout_s))
-while [ -z "$url" ]; do
-  kill -0 "$pid" 2>/dev/null || daemon_failed "the daemon exited before writing $db/daemon.json"
-  [ "$SECONDS" -lt "$deadline" ] || daemon_failed "no $db/daemon.json after ${timeout_s} s"
-  if [ -s "$db/daemon.json" ]; then
-    url="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("url", ""))' "$db/daemon.json" 2>/dev/null || true)"
-  fi
-  [ -n "$url" ] || sleep 0.2
-done
-url="${url%/}"
-echo "api-conformance: daemon at $url (pid $pid)${token:+, with a token}"
-
-last=""
-deadline=$((SECONDS + timeout_s))
-while :; do
-  kill -0 "$pid" 2>/dev/null || daemon_failed "the daemon exited while indexing"
-  now="$(json "$url/v1/status" '"%s %s %s" % (s["images"], s["queued"], str(s["indexing"]).lower())' 2>/dev/null || true)"
-  if [ -n "$now" ] && [ "$now" = "$last" ]; then
-    read -r images queued indexing <<<"$now"
-    if [ "$queued" = 0 ] && [ "$indexing" = false ] && [ "$images" -gt 0 ]; then break; fi
-  fi
-  [ "$SECONDS" -lt "$deadline" ] || daemon_failed "not indexed after ${timeout_s} s (images queued indexing: ${now:-no answer})"
-  last="$now"
-  sleep 0.5
-done
-echo "api-conformance: indexed: $images images"
+daemon_start "$bin" "${args[@]}"
+daemon_wait_address "$db"
+daemon_wait_indexed
 
 # ---- GET /v1/events, by hand: 200 and an event stream (then cut off)
 auth=()

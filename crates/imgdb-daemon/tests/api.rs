@@ -1480,3 +1480,33 @@ async fn a_thumbnail_of_a_file_gone_from_the_disk_is_404() {
         "{message}"
     );
 }
+
+/// The spec types these fields without `null`: an explicit `null` is a
+/// wrong type, not "absent" (schemathesis found the tag score accepted).
+#[tokio::test]
+async fn null_where_the_spec_allows_none_is_invalid_input() {
+    let fixture = Fixture::new();
+    let coffee = fixture.id("coffee.jpg");
+    let uri = format!("/v1/images/{coffee}/tags");
+    let null_score = json!({"tags": [{"label": "cup", "score": null}]});
+    assert_error(
+        fixture
+            .json(json_request(Method::PUT, &uri, &null_score))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+    );
+    let absent_score = json!({"tags": [{"label": "cup"}]});
+    let (status, value) = fixture
+        .json(json_request(Method::PUT, &uri, &absent_score))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{value}");
+    assert_eq!(value["tags"], json!([{"label": "cup", "score": 1.0}]));
+    assert_error(
+        fixture
+            .query(json!({"terms": [{"text": null, "image_id": coffee}]}))
+            .await,
+        StatusCode::BAD_REQUEST,
+        "invalid_input",
+    );
+}

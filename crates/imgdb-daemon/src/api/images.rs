@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 use super::blocking;
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiQuery, ImageIdPath};
+use super::extract::{ApiJson, ApiQuery, ImageIdPath, present};
 use crate::json::{image_json, tags_json};
 use crate::state::AppState;
 
@@ -84,6 +84,7 @@ pub struct TagBody {
     /// The label (not empty).
     pub label: String,
     /// Its score. Default 1.
+    #[serde(default, deserialize_with = "present")]
     pub score: Option<f32>,
 }
 

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use super::blocking;
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiQuery, ImageIdPath, content_type, is_json, parse_json};
+use super::extract::{ApiJson, ApiQuery, ImageIdPath, content_type, is_json, parse_json, present};
 use crate::json::hit_json;
 use crate::state::AppState;
 
@@ -63,10 +63,13 @@ pub struct QueryBody {
 #[serde(deny_unknown_fields)]
 pub struct TermBody {
     /// A text.
+    #[serde(default, deserialize_with = "present")]
     pub text: Option<String>,
     /// An indexed image.
+    #[serde(default, deserialize_with = "present")]
     pub image_id: Option<u64>,
     /// An image file's bytes, standard base64.
+    #[serde(default, deserialize_with = "present")]
     pub image_base64: Option<String>,
     /// The weight (negative steers away). Default 1.
     #[serde(default = "one")]

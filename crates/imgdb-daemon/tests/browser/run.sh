@@ -41,17 +41,11 @@ fi
 
 # ---- a folder to watch: shapes named after their class, and the photos
 work="$(mktemp -d "${TMPDIR:-/tmp}/imgdb-browser.XXXXXX")"
-pid=""
-cleanup() {
-  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  fi
-  if [ "${KEEP:-0}" = 1 ]; then echo "run.sh: kept $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
+harness=run.sh
+token=""
+# shellcheck source=../../../../scripts/daemon-harness.sh
+. "$repo/scripts/daemon-harness.sh"
+trap daemon_stop EXIT
 
 photos="$work/photos"
 mkdir -p "$photos/shapes"
@@ -73,53 +67,10 @@ echo "run.sh: $copied files in $photos"
 
 # ---- the daemon
 db="$work/db"
-"$bin" daemon --db "$db" --model "$repo/fixtures/models/tiny-clip" --watch "$photos" \
-  --listen 127.0.0.1:0 >"$work/daemon.log" 2>&1 &
-pid=$!
-
-# Reads a URL's JSON and prints the expression EXPR of it (`s` is the body).
-json() { # URL EXPR
-  node -e 'fetch(process.argv[1]).then((r) => r.json()).then((s) => {
-    process.stdout.write(String(eval(process.argv[2])));
-  }).catch(() => process.exit(1));' "$1" "$2"
-}
-
-daemon_failed() {
-  echo "run.sh: $*" >&2
-  echo "---- daemon log ($work/daemon.log), last lines:" >&2
-  tail -n 40 "$work/daemon.log" >&2 || true
-  exit 1
-}
-
-url=""
-deadline=$((SECONDS + timeout_s))
-while [ -z "$url" ]; do
-  kill -0 "$pid" 2>/dev/null || daemon_failed "the daemon exited before writing $db/daemon.json"
-  [ "$SECONDS" -lt "$deadline" ] || daemon_failed "no $db/daemon.json after ${timeout_s} s"
-  if [ -s "$db/daemon.json" ]; then
-    url="$(node -e 'try { process.stdout.write(JSON.parse(require("fs").readFileSync(process.argv[1], "utf8")).url || "") } catch (_) {}' "$db/daemon.json")"
-  fi
-  [ -n "$url" ] || sleep 0.2
-done
-url="${url%/}"
-echo "run.sh: daemon at $url (pid $pid)"
-
-# Indexed: nothing queued, nothing being applied, some images, and the
-# same figures twice in a row (the first scan may still be queueing).
-last=""
-deadline=$((SECONDS + timeout_s))
-while :; do
-  kill -0 "$pid" 2>/dev/null || daemon_failed "the daemon exited while indexing"
-  now="$(json "$url/v1/status" '`${s.images} ${s.queued} ${s.indexing} ${s.failures}`' || true)"
-  if [ -n "$now" ] && [ "$now" = "$last" ]; then
-    read -r images queued indexing failures <<<"$now"
-    if [ "$queued" = 0 ] && [ "$indexing" = false ] && [ "$images" -gt 0 ]; then break; fi
-  fi
-  [ "$SECONDS" -lt "$deadline" ] || daemon_failed "not indexed after ${timeout_s} s (images queued indexing failures: ${now:-no answer})"
-  last="$now"
-  sleep 0.5
-done
-echo "run.sh: indexed: $images images, $failures failures"
+daemon_start "$bin" daemon --db "$db" --model "$repo/fixtures/models/tiny-clip" --watch "$photos" \
+  --listen 127.0.0.1:0
+daemon_wait_address "$db"
+daemon_wait_indexed
 
 # ---- the browser
 status=0
