@@ -127,6 +127,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     }
 }
 
+/// For optional body fields the spec types without `null`: absent is
+/// `None`, an explicit `null` is refused like any other wrong type (use
+/// with `#[serde(default, deserialize_with = "present")]`).
+pub fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,15 +150,4 @@ mod tests {
         assert!(nesting_exceeds(&[b'['; 100], 32));
         assert!(!nesting_exceeds(&[b'['; 32], 32));
     }
-}
-
-/// For optional body fields the spec types without `null`: absent is
-/// `None`, an explicit `null` is refused like any other wrong type (use
-/// with `#[serde(default, deserialize_with = "present")]`).
-pub fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: serde::Deserialize<'de>,
-{
-    T::deserialize(deserializer).map(Some)
 }
