@@ -823,4 +823,21 @@ mod tests {
             store.size_on_disk()
         );
     }
+
+    #[test]
+    fn an_open_waits_for_sleds_lock_held_by_a_handle_being_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store_dir = dir.path().join("store");
+        let held = sled::Config::new().path(&store_dir).open().unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(held);
+        });
+        let storage: std::sync::Arc<dyn Storage> = std::sync::Arc::new(crate::fsio::LocalStorage);
+        let started = std::time::Instant::now();
+        let store = Store::open(dir.path(), &store_dir, storage);
+        release.join().unwrap();
+        assert!(store.is_ok(), "{:?}", store.err());
+        assert!(started.elapsed() >= std::time::Duration::from_millis(250));
+    }
 }
