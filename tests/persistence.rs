@@ -317,3 +317,28 @@ fn truncate(path: &Path) {
         .set_len(len / 2)
         .unwrap();
 }
+
+/// A file touched without a change of content (a copy tool, a backup
+/// restore) keeps its image and only its mtime moves, durably: the next
+/// ingest then skips it unread instead of hashing it again every time.
+#[test]
+fn a_reinserted_path_with_the_same_content_only_moves_its_mtime() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let space = common::space(8);
+    let db = Db::open_or_create(&path, space.clone()).unwrap();
+    let first = common::image(1, 8);
+    let id = db.insert(&space, vec![first.clone()]).unwrap()[0];
+    let touched = imgdb::NewImage {
+        mtime: imgdb::Timestamp(first.mtime.0 + 5_000_000_000),
+        ..first.clone()
+    };
+    assert_eq!(db.insert(&space, vec![touched.clone()]).unwrap(), [id]);
+    drop(db);
+    let db = Db::open(&path).unwrap();
+    let record = db.get_by_path(&first.path).unwrap().unwrap();
+    assert_eq!(record.id, id);
+    assert_eq!(record.files.len(), 1);
+    assert_eq!(record.mtime(), touched.mtime);
+    assert_eq!(db.stats().unwrap().images, 1);
+}
