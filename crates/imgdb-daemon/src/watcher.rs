@@ -141,22 +141,27 @@ impl Watcher {
             Err(error) => {
                 // Whatever part of the tree was watched is released.
                 let _ = debouncer.unwatch(root);
-                if matches!(error.kind, notify::ErrorKind::MaxFilesWatch) {
-                    warn!(
-                        "{}: the inotify watch limit is reached (raise fs.inotify.max_user_watches); \
-                         it is rescanned every {} s instead",
-                        root.display(),
-                        self.state.config.indexing.rescan_secs
-                    );
-                } else {
-                    warn!(
-                        "{}: cannot watch it ({error}); it is rescanned every {} s instead",
-                        root.display(),
-                        self.state.config.indexing.rescan_secs
-                    );
-                }
+                self.warn_polled(root, &error);
                 RootState::Polling
             }
+        }
+    }
+
+    /// Says why a root is polled from now on, and what to raise when it
+    /// is the inotify watch limit.
+    fn warn_polled(&self, root: &Path, error: &notify::Error) {
+        let every = self.state.config.indexing.rescan_secs;
+        if matches!(error.kind, notify::ErrorKind::MaxFilesWatch) {
+            warn!(
+                "{}: the inotify watch limit is reached (raise fs.inotify.max_user_watches); \
+                 it is rescanned every {every} s instead",
+                root.display()
+            );
+        } else {
+            warn!(
+                "{}: cannot watch it ({error}); it is rescanned every {every} s instead",
+                root.display()
+            );
         }
     }
 
@@ -243,12 +248,7 @@ impl Watcher {
                 continue;
             }
             for root in roots {
-                warn!(
-                    "{}: the inotify watch limit is reached (raise fs.inotify.max_user_watches); \
-                     it is rescanned every {} s instead",
-                    root.display(),
-                    self.state.config.indexing.rescan_secs
-                );
+                self.warn_polled(&root, &error);
                 self.unwatch(&root);
                 self.set_state(&root, RootState::Polling);
                 self.reconcile(&root);
