@@ -1,15 +1,18 @@
 //! Encoder throughput on one model folder: images/s and texts/s at batch 1,
-//! 8 and 32, and tokenisation texts/s. Prints one JSON object per figure.
+//! 8 and 32, and tokenisation texts/s, for each model variant asked for.
+//! Prints one JSON object per figure; with several variants, also the lowest
+//! cosine of each one's vectors to the first's on the parity photos.
 //!
 //! ```text
-//! cargo bench --bench encoder -- [MODEL_DIR] [--threads N] [--device cpu|cuda|tensorrt|auto] [--batches 1,8,32]
+//! cargo bench --bench encoder -- [MODEL_DIR] [--threads N] [--device cpu|cuda|tensorrt|auto]
+//!     [--batches 1,8,32] [--variants fp32,int8]
 //! ```
-//! (default: the shipped tiny model, all cores, the CPU, batches 1, 8, 32).
+//! (default: the shipped tiny model, all cores, the CPU, batches 1, 8, 32, fp32).
 
 use std::path::PathBuf;
 use std::time::Instant;
 
-use imgdb::{Device, Encoder, EncoderOptions};
+use imgdb::{Device, Encoder, EncoderOptions, VariantChoice};
 use serde_json::json;
 
 fn main() {
@@ -42,14 +45,61 @@ fn main() {
         || vec![1, 8, 32],
         |b| b.split(',').map(|n| n.parse().unwrap()).collect(),
     );
-    let options = EncoderOptions {
-        intra_threads: threads,
-        device,
-        batch_size: batches.iter().copied().max().unwrap_or(32),
-        tensorrt_cache: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/tensorrt")),
-        ..EncoderOptions::default()
-    };
-    let encoder = Encoder::load(&model, &options).unwrap();
+    let variants: Vec<VariantChoice> = value("--variants").map_or_else(
+        || vec![VariantChoice::default()],
+        |v| {
+            v.split(',')
+                .map(|name| VariantChoice::from_name(name).expect("a model variant"))
+                .collect()
+        },
+    );
+    let mut reference: Option<Vec<Vec<f32>>> = None;
+    for variant in variants {
+        let options = EncoderOptions {
+            intra_threads: threads,
+            device,
+            variant,
+            batch_size: batches.iter().copied().max().unwrap_or(32),
+            tensorrt_cache: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/tensorrt")),
+            ..EncoderOptions::default()
+        };
+        let encoder = Encoder::load(&model, &options).unwrap();
+        let photos = parity_photo_vectors(&encoder);
+        match &reference {
+            None => reference = Some(photos),
+            Some(reference) => {
+                let lowest = reference
+                    .iter()
+                    .zip(&photos)
+                    .map(|(a, b)| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>())
+                    .fold(f32::MAX, f32::min);
+                println!(
+                    "{}",
+                    json!({"figure": "cosine_to_first_variant", "variant": encoder.space().variant.name(),
+                           "photos": photos.len(), "lowest_cosine": lowest})
+                );
+            }
+        }
+        throughput(&encoder, &batches, threads);
+    }
+}
+
+/// The vectors of the parity photos (`fixtures/parity/images`), in name order.
+fn parity_photo_vectors(encoder: &Encoder) -> Vec<Vec<f32>> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/parity/images");
+    let mut photos: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| imgdb::has_image_extension(p))
+        .collect();
+    photos.sort();
+    photos
+        .iter()
+        .map(|p| encoder.embed_image_file(p).unwrap())
+        .collect()
+}
+
+fn throughput(encoder: &Encoder, batches: &[usize], threads: Option<usize>) {
     let captions: Vec<String> = (0..batches.iter().copied().max().unwrap_or(32).max(256))
         .map(|i| {
             let colours = ["red", "green", "blue", "yellow", "purple"];
@@ -72,11 +122,12 @@ fn main() {
     let per_s = (rounds * texts.len()) as f64 / started.elapsed().as_secs_f64();
     println!(
         "{}",
-        json!({"figure": "tokenize", "texts_per_s": per_s, "model": encoder.space().model_id})
+        json!({"figure": "tokenize", "texts_per_s": per_s, "model": encoder.space().model_id,
+               "variant": encoder.space().variant.name()})
     );
 
     let pixels_one = vec![0.1f32; encoder.preprocessor().tensor_len()];
-    for &batch in &batches {
+    for &batch in batches {
         let pixels: Vec<f32> = pixels_one
             .iter()
             .copied()
@@ -103,7 +154,7 @@ fn main() {
             json!({
                 "figure": "model", "batch": batch, "images_per_s": images_per_s, "texts_per_s": texts_per_s,
                 "provider": encoder.provider().to_string(), "model": encoder.space().model_id,
-                "intra_threads": threads,
+                "variant": encoder.space().variant.name(), "intra_threads": threads,
             })
         );
     }

@@ -33,10 +33,10 @@ use crate::error::{Error, ExchangeError, ExchangeProblem, Result};
 use crate::model::Encoder;
 use crate::space::{EmbeddingSpace, Fingerprint};
 use crate::store::record::{ImageRecord, Tag};
-use crate::types::{ContentHash, ImageFormat, Timestamp};
+use crate::types::{ContentHash, ImageFormat, ModelVariant, Timestamp};
 
 /// The manifest's format version.
-const EXPORT_FORMAT_VERSION: u32 = 1;
+const EXPORT_FORMAT_VERSION: u32 = 2;
 const MANIFEST: &str = "imgdb_export.json";
 
 /// One line of `metadata_*.jsonl`.
@@ -74,7 +74,14 @@ struct Manifest {
     model_id: String,
     dim: u32,
     fingerprint: String,
+    /// Since export format 2; format 1 exports are fp32.
+    #[serde(default = "fp32_name")]
+    variant: String,
     count: usize,
+}
+
+fn fp32_name() -> String {
+    ModelVariant::Fp32.name().to_string()
 }
 
 /// A float16 element, as LAION ships its embeddings.
@@ -400,6 +407,7 @@ impl Db {
             model_id: space.model_id.clone(),
             dim: space.dim,
             fingerprint: space.fingerprint.to_hex(),
+            variant: space.variant.name().to_string(),
             count: images,
         };
         let written = partial(&manifest_path);
@@ -431,16 +439,28 @@ impl Db {
                     path: manifest_path.clone(),
                     source,
                 })?;
-            let fingerprint = Fingerprint(hex32(&manifest.fingerprint).ok_or(
-                ExchangeError::Inconsistent {
-                    path: manifest_path.clone(),
-                    problem: ExchangeProblem::BadFingerprint,
-                },
-            )?);
+            let inconsistent = |problem| ExchangeError::Inconsistent {
+                path: manifest_path.clone(),
+                problem,
+            };
+            if manifest.format_version > EXPORT_FORMAT_VERSION {
+                return Err(inconsistent(ExchangeProblem::NewerFormat {
+                    found: manifest.format_version,
+                    newest: EXPORT_FORMAT_VERSION,
+                })
+                .into());
+            }
+            let fingerprint = Fingerprint(
+                hex32(&manifest.fingerprint)
+                    .ok_or_else(|| inconsistent(ExchangeProblem::BadFingerprint))?,
+            );
+            let variant = ModelVariant::from_name(&manifest.variant)
+                .ok_or_else(|| inconsistent(ExchangeProblem::BadVariant))?;
             self.check_space(&EmbeddingSpace {
                 model_id: manifest.model_id,
                 dim: manifest.dim,
                 fingerprint,
+                variant,
             })?;
         }
         let mut added = 0;

@@ -14,19 +14,17 @@ use hf_hub::api::sync::ApiBuilder;
 use sha1::Digest as _;
 
 use crate::error::{Error, HubError, Result};
-use crate::types::hex;
+use crate::types::{ModelVariant, hex};
 
 /// The model pulled when none is named: OpenAI's CLIP ViT-B/32 in the
 /// Hugging Face layout, exported to ONNX by Xenova.
 pub const DEFAULT_MODEL: &str = "Xenova/clip-vit-base-patch32";
 
-/// Files every model folder needs (the Hugging Face layout of `schema/model.md`).
-const REQUIRED: [&str; 4] = [
-    "onnx/vision_model.onnx",
-    "onnx/text_model.onnx",
-    "preprocessor_config.json",
-    "tokenizer.json",
-];
+/// The towers of the Hugging Face layout, as the fp32 files are named
+/// (variants add their suffix before `.onnx`).
+const TOWERS: [&str; 2] = ["onnx/vision_model", "onnx/text_model"];
+/// The other files every model folder needs (`schema/model.md`).
+const REQUIRED: [&str; 2] = ["preprocessor_config.json", "tokenizer.json"];
 /// Files fetched when the repository has them.
 const OPTIONAL: [&str; 3] = [
     "config.json",
@@ -37,13 +35,20 @@ const OPTIONAL: [&str; 3] = [
 /// The folder of a model already pulled into `cache`, if any.
 pub fn cached_model(cache: &Path, repo: &str) -> Option<PathBuf> {
     let repo_cache = hf_hub::Cache::new(cache.to_path_buf()).model(repo.to_string());
-    let file = repo_cache.get(REQUIRED[2])?;
+    let file = repo_cache.get(REQUIRED[0])?;
     file.parent().map(Path::to_path_buf)
 }
 
-/// Downloads `repo` (`owner/name`) into `cache` and returns the model folder.
-/// `progress` is cloned for each file.
-pub fn pull_model<P: Progress + Clone>(repo: &str, cache: &Path, progress: P) -> Result<PathBuf> {
+/// Downloads `repo` (`owner/name`) into `cache` with the towers of
+/// `variant` (the fp32 ones only for fp32: a variant is pulled to save its
+/// size) and returns the model folder. Pulling another variant later adds
+/// its towers to the same folder. `progress` is cloned for each file.
+pub fn pull_model<P: Progress + Clone>(
+    repo: &str,
+    cache: &Path,
+    variant: ModelVariant,
+    progress: P,
+) -> Result<PathBuf> {
     let hub_err = |file: &str| {
         let repo = repo.to_string();
         let file = file.to_string();
@@ -61,8 +66,13 @@ pub fn pull_model<P: Progress + Clone>(repo: &str, cache: &Path, progress: P) ->
     }
     let api = builder.build().map_err(hub_err(""))?;
     let model = api.model(repo.to_string());
+    let towers = TOWERS.map(|tower| format!("{tower}{}.onnx", variant.file_suffix()));
     let mut folder = None;
-    for file in REQUIRED {
+    for file in REQUIRED
+        .iter()
+        .copied()
+        .chain(towers.iter().map(String::as_str))
+    {
         let path = model
             .download_with_progress(file, progress.clone())
             .map_err(hub_err(file))?;

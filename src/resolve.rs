@@ -1,5 +1,5 @@
 //! Where things are when the caller does not say: the database folder, the
-//! model folder, the caches and the execution device.
+//! model folder, the caches, the execution device and the model variant.
 //!
 //! This is policy that every front end shares (the CLI, the daemon, an app
 //! that wants imgdb's defaults), so it lives here and not in a binary. Each
@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, ModelError, Result};
-use crate::model::{Device, EncoderOptions};
+use crate::model::{Device, EncoderOptions, VariantChoice};
 pub use crate::paths::{CACHE_ENV, cache_dir};
 use crate::paths::{env_path, home};
 
@@ -19,6 +19,9 @@ pub const DB_ENV: &str = "IMGDB_DB";
 pub const MODEL_ENV: &str = "IMGDB_MODEL";
 /// Names the device (`cpu`, `cuda`, `tensorrt`, `auto`) when none is given.
 pub const DEVICE_ENV: &str = "IMGDB_DEVICE";
+/// Names the model variant (`fp32`, `fp16`, `int8`, ..., `auto`) when none
+/// is given.
+pub const VARIANT_ENV: &str = "IMGDB_MODEL_VARIANT";
 
 /// The database folder: `explicit`, else `$IMGDB_DB`, else
 /// `$XDG_DATA_HOME/imgdb/db` (`~/.local/share/imgdb/db`).
@@ -62,25 +65,57 @@ pub fn model_folder(explicit: Option<&Path>) -> Result<PathBuf> {
 
 /// The device: `explicit`, else `$IMGDB_DEVICE`, else the CPU.
 pub fn device(explicit: Option<&str>) -> Result<Device> {
-    let name = match explicit {
-        Some(name) => name.to_string(),
-        None => match std::env::var(DEVICE_ENV) {
-            Ok(name) if !name.is_empty() => name,
-            _ => return Ok(Device::Cpu),
+    setting(
+        explicit,
+        DEVICE_ENV,
+        Device::from_name,
+        "device",
+        "cpu, cuda, tensorrt or auto",
+    )
+    .map(|device| device.unwrap_or(Device::Cpu))
+}
+
+/// The model variant: `explicit`, else `$IMGDB_MODEL_VARIANT`, else fp32.
+pub fn variant(explicit: Option<&str>) -> Result<VariantChoice> {
+    setting(
+        explicit,
+        VARIANT_ENV,
+        VariantChoice::from_name,
+        "model variant",
+        "fp32, fp16, int8, uint8, quantized, q4, q4f16 or auto",
+    )
+    .map(Option::unwrap_or_default)
+}
+
+/// A named setting: `explicit`, else the variable `env` when set and not
+/// empty, parsed; `None` when neither says.
+fn setting<T>(
+    explicit: Option<&str>,
+    env: &str,
+    parse: fn(&str) -> Option<T>,
+    name: &'static str,
+    expected: &'static str,
+) -> Result<Option<T>> {
+    let value = match explicit {
+        Some(value) => value.to_string(),
+        None => match std::env::var(env) {
+            Ok(value) if !value.is_empty() => value,
+            _ => return Ok(None),
         },
     };
-    Device::from_name(&name).ok_or(Error::InvalidParameter {
-        name: "device",
-        value: name,
-        expected: "cpu, cuda, tensorrt or auto",
+    parse(&value).map(Some).ok_or(Error::InvalidParameter {
+        name,
+        value,
+        expected,
     })
 }
 
-/// Encoder options for `device` with the shared caches: TensorRT engines
-/// and model-file digests under the [cache](cache_dir).
-pub fn encoder_options(device: Device) -> EncoderOptions {
+/// Encoder options for `device` and `variant` with the shared caches:
+/// TensorRT engines and model-file digests under the [cache](cache_dir).
+pub fn encoder_options(device: Device, variant: VariantChoice) -> EncoderOptions {
     EncoderOptions {
         device,
+        variant,
         tensorrt_cache: Some(cache_dir().join("tensorrt")),
         digest_cache: Some(cache_dir().join("digests")),
         ..EncoderOptions::default()
@@ -105,6 +140,14 @@ mod tests {
         assert!(matches!(
             device(Some("tpu")),
             Err(Error::InvalidParameter { name: "device", .. })
+        ));
+        assert_eq!(variant(Some("auto")).unwrap(), VariantChoice::Auto);
+        assert!(matches!(
+            variant(Some("int4")),
+            Err(Error::InvalidParameter {
+                name: "model variant",
+                ..
+            })
         ));
     }
 }

@@ -257,6 +257,155 @@ impl fmt::Display for Device {
     }
 }
 
+/// Which weights of a model run: the full-precision export or one of the
+/// smaller variants Hugging Face ONNX repositories ship beside it, named by
+/// the suffix of their files (`onnx/vision_model_int8.onnx`, ...). Vectors
+/// of two variants are close but not identical. Persisted as its
+/// [code](Self::code).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum ModelVariant {
+    /// float32 weights: the reference vectors (the default).
+    #[default]
+    Fp32,
+    /// float16 weights (and usually float16 inputs and outputs): for GPUs.
+    Fp16,
+    /// Dynamic int8 quantisation of the weights: the fast one on CPUs.
+    Int8,
+    /// Dynamic uint8 quantisation of the weights.
+    Uint8,
+    /// Dynamic quantisation as Xenova names it (`_quantized`, uint8 weights).
+    Quantized,
+    /// 4-bit block quantisation of the MatMul weights.
+    Q4,
+    /// 4-bit MatMul weights, the rest in float16.
+    Q4f16,
+}
+
+impl ModelVariant {
+    /// Every variant.
+    pub const ALL: [ModelVariant; 7] = [
+        ModelVariant::Fp32,
+        ModelVariant::Fp16,
+        ModelVariant::Int8,
+        ModelVariant::Uint8,
+        ModelVariant::Quantized,
+        ModelVariant::Q4,
+        ModelVariant::Q4f16,
+    ];
+
+    /// The persisted code (the embedding space of a database). Codes are
+    /// forever: a new variant takes a new code.
+    pub const fn code(self) -> u8 {
+        match self {
+            ModelVariant::Fp32 => 0,
+            ModelVariant::Fp16 => 1,
+            ModelVariant::Int8 => 2,
+            ModelVariant::Uint8 => 3,
+            ModelVariant::Quantized => 4,
+            ModelVariant::Q4 => 5,
+            ModelVariant::Q4f16 => 6,
+        }
+    }
+
+    /// The variant with this persisted code.
+    pub fn from_code(code: u8) -> Option<ModelVariant> {
+        ModelVariant::ALL.into_iter().find(|v| v.code() == code)
+    }
+
+    /// The name used on the command line, in the config file and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelVariant::Fp32 => "fp32",
+            ModelVariant::Fp16 => "fp16",
+            ModelVariant::Int8 => "int8",
+            ModelVariant::Uint8 => "uint8",
+            ModelVariant::Quantized => "quantized",
+            ModelVariant::Q4 => "q4",
+            ModelVariant::Q4f16 => "q4f16",
+        }
+    }
+
+    /// Parses a [name](Self::name).
+    pub fn from_name(name: &str) -> Option<ModelVariant> {
+        let name = name.to_ascii_lowercase();
+        ModelVariant::ALL.into_iter().find(|v| v.name() == name)
+    }
+
+    /// What the variant's files add to the fp32 file name before `.onnx`:
+    /// `""` for fp32, `"_int8"` for int8, and so on.
+    pub fn file_suffix(self) -> &'static str {
+        match self {
+            ModelVariant::Fp32 => "",
+            ModelVariant::Fp16 => "_fp16",
+            ModelVariant::Int8 => "_int8",
+            ModelVariant::Uint8 => "_uint8",
+            ModelVariant::Quantized => "_quantized",
+            ModelVariant::Q4 => "_q4",
+            ModelVariant::Q4f16 => "_q4f16",
+        }
+    }
+}
+
+impl fmt::Display for ModelVariant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+// Persisted by code, like `ImageFormat`: pinned to the code, not the order.
+impl Serialize for ModelVariant {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(self.code())
+    }
+}
+
+impl<'de> Deserialize<'de> for ModelVariant {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ModelVariant, D::Error> {
+        let code = u8::deserialize(d)?;
+        ModelVariant::from_code(code)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown model variant code {code}")))
+    }
+}
+
+/// The variant an encoder is asked to load.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VariantChoice {
+    /// Exactly this one; its files must be in the model folder.
+    Exact(ModelVariant),
+    /// The fast one for the device when the folder has it: int8 (else
+    /// `quantized`, else uint8) on the CPU, fp16 on CUDA and TensorRT;
+    /// fp32 otherwise.
+    Auto,
+}
+
+impl Default for VariantChoice {
+    /// fp32: the reference vectors.
+    fn default() -> VariantChoice {
+        VariantChoice::Exact(ModelVariant::Fp32)
+    }
+}
+
+impl VariantChoice {
+    /// Parses a variant [name](ModelVariant::name) or `auto`.
+    pub fn from_name(name: &str) -> Option<VariantChoice> {
+        if name.eq_ignore_ascii_case("auto") {
+            Some(VariantChoice::Auto)
+        } else {
+            ModelVariant::from_name(name).map(VariantChoice::Exact)
+        }
+    }
+}
+
+impl fmt::Display for VariantChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            VariantChoice::Exact(variant) => variant.fmt(f),
+            VariantChoice::Auto => f.write_str("auto"),
+        }
+    }
+}
+
 /// The layout a model folder was recognised as.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -282,6 +431,30 @@ impl fmt::Display for Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The persisted codes: changing one is a format change.
+    #[test]
+    fn model_variant_codes_and_names_are_pinned() {
+        let pinned = [
+            (ModelVariant::Fp32, 0, "fp32", ""),
+            (ModelVariant::Fp16, 1, "fp16", "_fp16"),
+            (ModelVariant::Int8, 2, "int8", "_int8"),
+            (ModelVariant::Uint8, 3, "uint8", "_uint8"),
+            (ModelVariant::Quantized, 4, "quantized", "_quantized"),
+            (ModelVariant::Q4, 5, "q4", "_q4"),
+            (ModelVariant::Q4f16, 6, "q4f16", "_q4f16"),
+        ];
+        assert_eq!(pinned.len(), ModelVariant::ALL.len());
+        for (variant, code, name, suffix) in pinned {
+            assert_eq!(variant.code(), code);
+            assert_eq!(ModelVariant::from_code(code), Some(variant));
+            assert_eq!(ModelVariant::from_name(name), Some(variant));
+            assert_eq!(variant.file_suffix(), suffix);
+        }
+        assert_eq!(ModelVariant::from_code(7), None);
+        assert_eq!(VariantChoice::from_name("AUTO"), Some(VariantChoice::Auto));
+        assert_eq!(VariantChoice::from_name("int4"), None);
+    }
 
     /// The persisted codes: changing one is a format change.
     #[test]

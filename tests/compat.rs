@@ -119,8 +119,19 @@ fn opens_and_answers(
 }
 
 #[test]
-fn format_4_opens_as_it_is_and_answers() {
-    opens_and_answers(4);
+fn format_5_opens_as_it_is_and_answers() {
+    opens_and_answers(5);
+}
+
+/// Format 5 records the model variant in the embedding space: the
+/// migration rewrites the space of every older database as fp32, the only
+/// variant there was.
+#[test]
+fn format_4_opens_migrated_as_fp32_and_answers() {
+    let (dir, _) = opens_and_answers(4);
+    let db = Db::open(dir.path().join("db")).unwrap();
+    assert_eq!(db.space().variant, imgdb::ModelVariant::Fp32);
+    assert_eq!(&db.space(), tiny_model().space());
 }
 
 /// Format 4 only added the daemon's trees: the migration records the

@@ -1,6 +1,7 @@
 //! Streaming export: shards of bounded size that import reads back exactly,
 //! and exports that only become visible when complete (a cancelled one
-//! leaves the folder as it was; a smaller one leaves no stale shard).
+//! leaves the folder as it was; a smaller one leaves no stale shard), and
+//! the manifest's format and variant.
 
 mod common;
 
@@ -11,6 +12,7 @@ use imgdb::{
     CancelToken, Db, Encoder, EncoderOptions, ExportOptions, ExportReport, ImageRecord, NewImage,
     Tag, WriteBatch,
 };
+use serde_json::json;
 
 fn encoder() -> Encoder {
     let model = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/tiny-clip");
@@ -131,6 +133,56 @@ fn small_shards_stream_out_and_import_exactly() {
         // must not move a bit.
         assert_eq!(imported.vector, record.vector);
     }
+}
+
+/// The manifest names the variant (format 2); a format 1 manifest, which
+/// has none, is fp32; a newer format or an unknown variant is refused.
+#[test]
+fn the_manifest_names_the_variant_and_its_format_is_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let encoder = encoder();
+    let db = database(dir.path(), &encoder, 2);
+    let out = dir.path().join("export");
+    export(&db, &out, 10);
+    let manifest_path = out.join("imgdb_export.json");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    assert_eq!(
+        (&manifest["format_version"], &manifest["variant"]),
+        (&json!(2), &json!("fp32"))
+    );
+
+    let import_with = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut edited = manifest.clone();
+        edit(&mut edited);
+        std::fs::write(&manifest_path, serde_json::to_vec(&edited).unwrap()).unwrap();
+        let target = tempfile::tempdir().unwrap();
+        let other = Db::open_or_create(target.path().join("db"), encoder.space().clone()).unwrap();
+        other.import(&encoder, &out)
+    };
+    let format_1 = import_with(&|m| {
+        m["format_version"] = json!(1);
+        m.as_object_mut().unwrap().remove("variant");
+    });
+    assert_eq!(format_1.unwrap(), 2);
+    let newer = import_with(&|m| m["format_version"] = json!(3)).unwrap_err();
+    assert_eq!(newer.kind(), imgdb::ErrorKind::Corrupt);
+    assert!(
+        newer.chain().contains("export format 3 is newer"),
+        "{}",
+        newer.chain()
+    );
+    let int8 = import_with(&|m| m["variant"] = json!("int8")).unwrap_err();
+    assert!(
+        matches!(int8, imgdb::Error::VariantMismatch { .. }),
+        "{int8:?}"
+    );
+    let unknown = import_with(&|m| m["variant"] = json!("int3")).unwrap_err();
+    assert!(
+        unknown.chain().contains("unknown model variant"),
+        "{}",
+        unknown.chain()
+    );
 }
 
 #[test]

@@ -57,6 +57,13 @@ pub(crate) fn upgrade(
         version = 4;
         info!("{}: migrated format 3 to 4", root.display());
     }
+    if version == 4 {
+        // The embedding space gains its model variant: fp32 for every
+        // database written before variants existed.
+        store.migrate_space_to_v5()?;
+        version = 5;
+        info!("{}: migrated format 4 to 5", root.display());
+    }
     debug_assert_eq!(version, FORMAT_VERSION, "a migration step is missing");
     if version != marker_version {
         marker::write(storage, root, version)?;

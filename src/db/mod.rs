@@ -75,6 +75,7 @@ const DEFAULT_MIN_FREE_SPACE: u64 = 64 << 20;
 #[derive(Clone, Debug)]
 pub struct DbOptions {
     space: Option<EmbeddingSpace>,
+    accept_variants: bool,
     create: bool,
     index: IndexParams,
     snapshot_every: u64,
@@ -100,6 +101,7 @@ impl Default for DbOptions {
     fn default() -> DbOptions {
         DbOptions {
             space: None,
+            accept_variants: false,
             create: false,
             index: IndexParams::default(),
             snapshot_every: 10_000,
@@ -124,6 +126,18 @@ impl DbOptions {
     /// Default: none expected (any space opens; creation needs one).
     pub fn space(mut self, space: EmbeddingSpace) -> DbOptions {
         self.space = Some(space);
+        self
+    }
+
+    /// Accept the vectors of another variant of the database's model (int8
+    /// weights for a database built with fp32, say): reads and writes with
+    /// it go through instead of failing with [`Error::VariantMismatch`]. The
+    /// vectors of two variants are close (cosine 0.99 and more for int8 and
+    /// fp16) but not equal, so a mixed database ranks slightly differently
+    /// than one of a single variant; the recorded variant stays the
+    /// creator's. Another model is refused as ever. Default: false.
+    pub fn accept_variants(mut self, accept: bool) -> DbOptions {
+        self.accept_variants = accept;
         self
     }
 
@@ -530,7 +544,9 @@ impl Db {
         }
     }
 
-    /// Fails with [`Error::SpaceMismatch`] unless `space` is the database's.
+    /// Fails with [`Error::SpaceMismatch`] unless `space` is the database's
+    /// model, and with [`Error::VariantMismatch`] when it is another variant
+    /// of it and [`DbOptions::accept_variants`] was not given.
     pub fn check_space(&self, space: &EmbeddingSpace) -> Result<()> {
         self.current()?.check_space(space)
     }
@@ -737,6 +753,32 @@ impl Iterator for Records {
     }
 }
 
+/// Fails with [`Error::SpaceMismatch`] unless `given` is the model of
+/// `stored`, and with [`Error::VariantMismatch`] when it is another variant
+/// of it that was not accepted.
+fn check_space(
+    root: &Path,
+    stored: &EmbeddingSpace,
+    given: &EmbeddingSpace,
+    accept_variants: bool,
+) -> Result<()> {
+    if !stored.same_model(given) {
+        return Err(Error::SpaceMismatch {
+            path: root.to_path_buf(),
+            stored: Box::new(stored.clone()),
+            given: Box::new(given.clone()),
+        });
+    }
+    if stored.variant != given.variant && !accept_variants {
+        return Err(Error::VariantMismatch {
+            path: root.to_path_buf(),
+            stored: stored.variant,
+            given: given.variant,
+        });
+    }
+    Ok(())
+}
+
 /// The byte prefix of every path under `folder`.
 fn folder_prefix(folder: &Path) -> Vec<u8> {
     let mut prefix = path_to_bytes(folder);
@@ -789,14 +831,8 @@ impl Inner {
             }
         };
         let format_version = migrate::upgrade(&*storage, root, &store, marker_version)?;
-        if let Some(expected) = &options.space
-            && *expected != space
-        {
-            return Err(Error::SpaceMismatch {
-                path: root.to_path_buf(),
-                stored: Box::new(space),
-                given: Box::new(expected.clone()),
-            });
+        if let Some(expected) = &options.space {
+            check_space(root, &space, expected, options.accept_variants)?;
         }
         let stored_params = store.index_params()?.ok_or(Error::Corrupt {
             path: root.to_path_buf(),
@@ -896,16 +932,9 @@ impl Inner {
         Ok((inner, snapshot_now))
     }
 
-    /// Fails with [`Error::SpaceMismatch`] unless `space` is this database's.
+    /// Fails unless `space` may read and write this database (see [`check_space`]).
     fn check_space(&self, space: &EmbeddingSpace) -> Result<()> {
-        if *space != self.space {
-            return Err(Error::SpaceMismatch {
-                path: self.root.clone(),
-                stored: Box::new(self.space.clone()),
-                given: Box::new(space.clone()),
-            });
-        }
-        Ok(())
+        check_space(&self.root, &self.space, space, self.options.accept_variants)
     }
 
     /// [`Db::write`] on this database.

@@ -44,6 +44,15 @@ pub enum ExchangeError {
 pub enum ExchangeProblem {
     /// The manifest's fingerprint is not 64 hexadecimal digits.
     BadFingerprint,
+    /// The manifest names a model variant imgdb does not know.
+    BadVariant,
+    /// The manifest is of an export format this build does not read.
+    NewerFormat {
+        /// The manifest's version.
+        found: u32,
+        /// The newest this build reads.
+        newest: u32,
+    },
     /// A shard has fewer vectors than metadata lines.
     FewerVectors,
     /// A shard has fewer metadata lines than vectors.
@@ -55,6 +64,13 @@ impl std::fmt::Display for ExchangeProblem {
         f.write_str(match self {
             ExchangeProblem::BadFingerprint => {
                 "the manifest's fingerprint is not 64 hexadecimal digits"
+            }
+            ExchangeProblem::BadVariant => "the manifest names an unknown model variant",
+            ExchangeProblem::NewerFormat { found, newest } => {
+                return write!(
+                    f,
+                    "export format {found} is newer than this build reads ({newest}); upgrade imgdb"
+                );
             }
             ExchangeProblem::FewerVectors => "fewer vectors than metadata lines",
             ExchangeProblem::FewerLines => "fewer metadata lines than vectors",

@@ -22,6 +22,7 @@ pub use model::{ModelError, ModelProblem, SearchedPlace, SearchedPlaces, TensorR
 pub use store::{Corruption, SnapshotError, StoreError};
 
 use crate::space::EmbeddingSpace;
+use crate::types::ModelVariant;
 
 /// The result type of every fallible imgdb function.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -90,6 +91,22 @@ pub enum Error {
         stored: Box<EmbeddingSpace>,
         /// The space of the caller.
         given: Box<EmbeddingSpace>,
+    },
+
+    /// The database holds vectors of the caller's model, but made by another
+    /// variant of its weights (fp32 and int8, say): close, not equal.
+    #[error(
+        "database {path} holds embeddings of the {stored} weights of this model, but the \
+         encoder runs its {given} weights; load the {stored} variant, accept the mix \
+         (`--accept-variant`: vectors of the two are close, not equal), or `imgdb reindex`"
+    )]
+    VariantMismatch {
+        /// The database directory.
+        path: PathBuf,
+        /// The variant recorded at creation.
+        stored: ModelVariant,
+        /// The caller's variant.
+        given: ModelVariant,
     },
 
     /// A vector does not have the dimension of the database.
@@ -403,7 +420,9 @@ impl Error {
             | Error::InvalidVector { .. }
             | Error::InvalidParameter { .. } => ErrorKind::InvalidInput,
             Error::InUse { .. } | Error::Reindexing { .. } => ErrorKind::InUse,
-            Error::SpaceMismatch { .. } | Error::ImageExists { .. } => ErrorKind::Conflict,
+            Error::SpaceMismatch { .. }
+            | Error::VariantMismatch { .. }
+            | Error::ImageExists { .. } => ErrorKind::Conflict,
             Error::Corrupt { .. } => ErrorKind::Corrupt,
             Error::UnsupportedFormat { .. } => ErrorKind::Unsupported,
             Error::Io { .. } | Error::LowDiskSpace { .. } => ErrorKind::Io,

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::ErrorKind;
-use crate::types::{Device, Layout};
+use crate::types::{Device, Layout, ModelVariant};
 
 /// Loading or running a CLIP model failed.
 #[derive(Debug, thiserror::Error)]
@@ -200,6 +200,13 @@ pub enum ModelProblem {
         /// The layout recognised.
         layout: Layout,
     },
+    /// The variant asked for has no file here.
+    MissingVariant {
+        /// The variant asked for.
+        variant: ModelVariant,
+        /// The variants whose two towers the folder has.
+        available: Vec<ModelVariant>,
+    },
     /// A configuration key is missing.
     MissingKey {
         /// The key.
@@ -260,6 +267,19 @@ impl std::fmt::Display for ModelProblem {
             ),
             ModelProblem::MissingFile { layout } => {
                 write!(f, "missing; the {layout} layout needs it")
+            }
+            ModelProblem::MissingVariant { variant, available } => {
+                let available: Vec<&str> = available.iter().map(|v| v.name()).collect();
+                write!(
+                    f,
+                    "missing: the folder has no {variant} variant of this tower (variants with \
+                     both towers here: {}); `imgdb model pull --variant {variant}` fetches it",
+                    if available.is_empty() {
+                        "none".to_string()
+                    } else {
+                        available.join(", ")
+                    }
+                )
             }
             ModelProblem::MissingKey { key } => write!(f, "missing key `{key}`"),
             ModelProblem::BadKey { key } => write!(f, "key `{key}` has a value imgdb cannot use"),

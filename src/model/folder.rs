@@ -11,6 +11,11 @@
 //!   `textual/model.onnx` + `textual/tokenizer.json`, `config.json` with
 //!   `text_cfg.context_length`.
 //!
+//! Each layout may hold variants of its towers beside the fp32 files, named
+//! as Hugging Face ONNX repositories name them (`vision_model_int8.onnx`
+//! beside `vision_model.onnx`, `model_fp16.onnx` beside `model.onnx`); the
+//! folder is opened for one variant ([`VariantChoice`]).
+//!
 //! This module only reads files; it does not start ONNX Runtime.
 
 use std::path::{Path, PathBuf};
@@ -20,6 +25,17 @@ use serde_json::Value;
 use super::preprocess::PreprocessConfig;
 use crate::error::{Error, ModelError, ModelProblem, Result};
 pub use crate::types::Layout;
+use crate::types::{Device, ModelVariant, VariantChoice};
+
+/// The variants `auto` tries on the CPU, first found first: the
+/// int8-weight ones run fastest there.
+const AUTO_CPU: [ModelVariant; 3] = [
+    ModelVariant::Int8,
+    ModelVariant::Quantized,
+    ModelVariant::Uint8,
+];
+/// The variants `auto` tries on CUDA and TensorRT.
+const AUTO_GPU: [ModelVariant; 1] = [ModelVariant::Fp16];
 
 /// CLIP's context length, used when a folder does not say.
 const DEFAULT_CONTEXT_LENGTH: usize = 77;
@@ -34,10 +50,14 @@ pub struct ModelFolder {
     pub root: PathBuf,
     /// Its layout.
     pub layout: Layout,
-    /// The image tower.
+    /// The variant of the towers below.
+    pub variant: ModelVariant,
+    /// The image tower (of [`Self::variant`]).
     pub vision_model: PathBuf,
-    /// The text tower.
+    /// The text tower (of [`Self::variant`]).
     pub text_model: PathBuf,
+    /// The fp32 towers' files, which may be absent when a variant runs.
+    fp32_towers: (PathBuf, PathBuf),
     /// The tokenizer.
     pub tokenizer: PathBuf,
     /// Where the preprocessing came from.
@@ -88,8 +108,20 @@ fn first_existing(candidates: &[PathBuf]) -> PathBuf {
 }
 
 impl ModelFolder {
-    /// Recognises the folder's layout and reads its configuration.
+    /// Recognises the folder's layout and reads its configuration, for the
+    /// fp32 towers.
     pub fn open(root: &Path) -> Result<ModelFolder> {
+        ModelFolder::open_variant(root, VariantChoice::default(), Device::Cpu)
+    }
+
+    /// [`open`](Self::open) for the variant `choice` picks on `device`.
+    pub fn open_variant(root: &Path, choice: VariantChoice, device: Device) -> Result<ModelFolder> {
+        ModelFolder::recognise(root)?.select(choice, device)
+    }
+
+    /// The folder's layout and configuration, with the fp32 tower paths
+    /// (not yet checked: a folder may hold only a variant).
+    pub(crate) fn recognise(root: &Path) -> Result<ModelFolder> {
         if !root.is_dir() {
             return Err(problem(root, ModelProblem::NotAFolder));
         }
@@ -171,8 +203,10 @@ impl ModelFolder {
         Ok(ModelFolder {
             root: root.to_path_buf(),
             layout,
-            vision_model: need(vision_model, layout)?,
-            text_model: need(text_model, layout)?,
+            variant: ModelVariant::Fp32,
+            fp32_towers: (vision_model.clone(), text_model.clone()),
+            vision_model,
+            text_model,
             tokenizer: need(tokenizer, layout)?,
             preprocess: PreprocessConfig::from_hugging_face(
                 &read_json(&preprocess_file)?,
@@ -201,11 +235,17 @@ impl ModelFolder {
                     },
                 )
             })?;
+        let (vision_model, text_model) = (
+            root.join("visual").join("model.onnx"),
+            root.join("textual").join("model.onnx"),
+        );
         Ok(ModelFolder {
             root: root.to_path_buf(),
             layout,
-            vision_model: need(root.join("visual").join("model.onnx"), layout)?,
-            text_model: need(root.join("textual").join("model.onnx"), layout)?,
+            variant: ModelVariant::Fp32,
+            fp32_towers: (vision_model.clone(), text_model.clone()),
+            vision_model,
+            text_model,
             tokenizer: need(root.join("textual").join("tokenizer.json"), layout)?,
             preprocess: PreprocessConfig::from_immich(
                 &read_json(&preprocess_file)?,
@@ -215,6 +255,80 @@ impl ModelFolder {
             context_length,
             logit_scale: logit_scale(Some(&config)),
         })
+    }
+
+    /// The folder for the variant `choice` picks on `device`, its two
+    /// tower files checked.
+    pub(crate) fn select(mut self, choice: VariantChoice, device: Device) -> Result<ModelFolder> {
+        let available = self.available_variants();
+        let variant = match choice {
+            VariantChoice::Exact(variant) => variant,
+            VariantChoice::Auto => {
+                let preferred: &[ModelVariant] = match device {
+                    Device::Cpu => &AUTO_CPU,
+                    Device::Cuda | Device::TensorRt => &AUTO_GPU,
+                    // The device is not known yet: the encoder asks again
+                    // once it is.
+                    Device::Auto => &[],
+                };
+                preferred
+                    .iter()
+                    .copied()
+                    .find(|v| available.contains(v))
+                    .unwrap_or(ModelVariant::Fp32)
+            }
+        };
+        let (vision, text) = self.towers_of(variant);
+        for tower in [&vision, &text] {
+            if !tower.is_file() {
+                let problem = if variant == ModelVariant::Fp32 {
+                    ModelProblem::MissingFile {
+                        layout: self.layout,
+                    }
+                } else {
+                    ModelProblem::MissingVariant {
+                        variant,
+                        available: available.clone(),
+                    }
+                };
+                return Err(self::problem(tower, problem));
+            }
+        }
+        self.variant = variant;
+        self.vision_model = vision;
+        self.text_model = text;
+        Ok(self)
+    }
+
+    /// The files of `variant`'s towers (which may not exist).
+    pub fn towers_of(&self, variant: ModelVariant) -> (PathBuf, PathBuf) {
+        let (vision, text) = &self.fp32_towers;
+        (
+            with_suffix(vision, variant.file_suffix()),
+            with_suffix(text, variant.file_suffix()),
+        )
+    }
+
+    /// The variants whose two towers the folder has.
+    pub fn available_variants(&self) -> Vec<ModelVariant> {
+        ModelVariant::ALL
+            .into_iter()
+            .filter(|&v| {
+                let (vision, text) = self.towers_of(v);
+                vision.is_file() && text.is_file()
+            })
+            .collect()
+    }
+
+    /// The towers that identify the model whichever variant runs: the fp32
+    /// ones when the folder has them, else the variant's own.
+    pub fn identity_towers(&self) -> (&Path, &Path) {
+        let (vision, text) = &self.fp32_towers;
+        if vision.is_file() && text.is_file() {
+            (vision, text)
+        } else {
+            (&self.vision_model, &self.text_model)
+        }
     }
 
     /// A readable model id: the folder's name.
@@ -228,6 +342,15 @@ impl ModelFolder {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "model".into())
     }
+}
+
+/// `dir/name.onnx` as `dir/name{suffix}.onnx`.
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy())
+        .unwrap_or_default();
+    path.with_file_name(format!("{stem}{suffix}.onnx"))
 }
 
 /// Two subfolders, one for each tower.

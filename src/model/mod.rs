@@ -39,7 +39,7 @@ pub use tokenizer::TextTokenizer;
 
 use crate::error::{Error, ModelError, ModelProblem, Result, TowerKind};
 use crate::space::{EmbeddingSpace, Fingerprint};
-pub use crate::types::Device;
+pub use crate::types::{Device, VariantChoice};
 use session::{TextTower, VisionTower};
 
 /// ONNX Runtime's graph optimisation level.
@@ -116,6 +116,10 @@ pub struct EncoderOptions {
     pub tensorrt_fp16: bool,
     /// Which towers to load. Default [`Towers::Both`].
     pub towers: Towers,
+    /// Which variant of the weights to load. Default fp32 (the reference
+    /// vectors); [`VariantChoice::Auto`] takes int8 on the CPU and fp16 on
+    /// CUDA/TensorRT when the folder has them.
+    pub variant: VariantChoice,
     /// A folder where the digests of model files are kept by path, size,
     /// modification and change time, so that a load does not re-hash
     /// hundreds of megabytes to fingerprint the model. Default: none (every
@@ -136,6 +140,7 @@ impl Default for EncoderOptions {
             tensorrt_cache: None,
             tensorrt_fp16: true,
             towers: Towers::Both,
+            variant: VariantChoice::default(),
             digest_cache: None,
         }
     }
@@ -180,13 +185,14 @@ struct Inner {
 impl Encoder {
     /// Loads the model folder `dir` (see `schema/model.md`).
     pub fn load(dir: impl AsRef<Path>, options: &EncoderOptions) -> Result<Encoder> {
-        let folder = ModelFolder::open(dir.as_ref())?;
+        let found = ModelFolder::recognise(dir.as_ref())?;
         let runtime = runtime::runtime(options.runtime.as_deref())?;
-        let tokenizer = TextTokenizer::load(&folder.tokenizer, folder.context_length)?;
-        let preprocessor = Preprocessor::new(folder.preprocess.clone());
+        let tokenizer = TextTokenizer::load(&found.tokenizer, found.context_length)?;
+        let preprocessor = Preprocessor::new(found.preprocess.clone());
 
         let (device, fallback) = match options.device {
             Device::Auto => {
+                let folder = found.clone().select(options.variant, Device::Cuda)?;
                 match Encoder::towers(&runtime, &folder, &preprocessor, Device::Cuda, options) {
                     Ok(towers) => {
                         return Encoder::finish(
@@ -209,6 +215,7 @@ impl Encoder {
             }
             device => (device, None),
         };
+        let folder = found.select(options.variant, device)?;
         let towers = Encoder::towers(&runtime, &folder, &preprocessor, device, options)?;
         Encoder::finish(
             folder,
@@ -300,6 +307,7 @@ impl Encoder {
             model_id: folder.model_id(),
             dim: dim as u32,
             fingerprint,
+            variant: folder.variant,
         };
         let provider = Provider { device, fallback };
         info!("model {space} on {provider}");
@@ -410,12 +418,15 @@ fn unit_vectors(raw: Vec<Vec<f32>>) -> Result<Vec<Vec<f32>>> {
     raw.iter().map(|v| crate::vector::normalized(v)).collect()
 }
 
-/// BLAKE3 of the towers, the tokenizer and the preprocessing (the file
-/// digests taken from `digest_cache` when it knows them).
+/// BLAKE3 of the towers that identify the model (the fp32 ones when the
+/// folder has them, whichever variant runs: see [`EmbeddingSpace`]), the
+/// tokenizer and the preprocessing (the file digests taken from
+/// `digest_cache` when it knows them).
 fn fingerprint(folder: &ModelFolder, digest_cache: Option<&Path>) -> Result<Fingerprint> {
     let digest = |path: &Path| digest::file_digest(path, digest_cache);
-    let vision = digest(&folder.vision_model)?;
-    let text = digest(&folder.text_model)?;
+    let (vision, text) = folder.identity_towers();
+    let vision = digest(vision)?;
+    let text = digest(text)?;
     let tokenizer = digest(&folder.tokenizer)?;
     let preprocess = folder.preprocess.canonical();
     let context = (folder.context_length as u64).to_le_bytes();

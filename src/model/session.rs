@@ -10,6 +10,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use crossbeam_channel::{Receiver, Sender};
+use half::f16;
 use ndarray::{Array2, ArrayView4, Ix2};
 use ort::ep;
 use ort::session::{Session, SessionInputValue};
@@ -94,6 +95,25 @@ impl BatchAxis {
             vectors.extend(out.outer_iter().take(real).map(|row| row.to_vec()));
         }
         Ok(vectors)
+    }
+}
+
+/// The float type of an image input or an embedding output: float16
+/// exports (`_fp16`) take and give float16, converted here at the boundary
+/// so that the rest of imgdb only sees f32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FloatType {
+    F32,
+    F16,
+}
+
+impl FloatType {
+    fn of(outlet: &TensorInfo) -> Option<FloatType> {
+        match outlet.ty? {
+            TensorElementType::Float32 => Some(FloatType::F32),
+            TensorElementType::Float16 => Some(FloatType::F16),
+            _ => None,
+        }
     }
 }
 
@@ -311,7 +331,9 @@ fn wrong_tensor(path: &Path, outlet: &TensorInfo, expected: &'static str) -> Err
 pub(crate) struct VisionTower {
     sessions: Sessions,
     input: String,
+    input_type: FloatType,
     output: String,
+    output_type: FloatType,
     batch: BatchAxis,
     /// (height, width) of one input.
     size: (usize, usize),
@@ -339,7 +361,8 @@ impl VisionTower {
         let dims = shape(input).unwrap_or_default();
         let (width, height) = (size.0 as i64, size.1 as i64);
         let fits = |dim: Option<&i64>, want: i64| dim.is_none_or(|&d| d < 1 || d == want);
-        if input.ty != Some(TensorElementType::Float32)
+        let input_type = FloatType::of(input);
+        if input_type.is_none()
             || dims.len() != 4
             || !fits(dims.get(1), 3)
             || !fits(dims.get(2), height)
@@ -348,13 +371,15 @@ impl VisionTower {
             return Err(wrong_tensor(
                 &path,
                 input,
-                "float32 [batch, 3, height, width] matching the preprocessing",
+                "float32 or float16 [batch, 3, height, width] matching the preprocessing",
             ));
         }
         let output = pick(outputs, &IMAGE_OUTPUTS, &path, TensorRole::ImageOutput)?;
         Ok(VisionTower {
             input: input.name().to_string(),
+            input_type: input_type.expect("checked above"),
             output: output.name().to_string(),
+            output_type: output_type(output, &path)?,
             batch: BatchAxis::of(Some(dims)),
             size: (size.1 as usize, size.0 as usize),
             sessions,
@@ -369,14 +394,33 @@ impl VisionTower {
         self.batch.run_batches(count, max_batch, |items, rows| {
             let mut batch = pixels[items.start * per_image..items.end * per_image].to_vec();
             batch.resize(rows * per_image, 0.0);
-            let view = ArrayView4::from_shape((rows, 3, h, w), &batch).expect("sized above");
+            let halves: Vec<f16> = match self.input_type {
+                FloatType::F32 => Vec::new(),
+                FloatType::F16 => batch.iter().map(|&x| f16::from_f32(x)).collect(),
+            };
             self.sessions.with(|session| {
                 let onnx = self.sessions.onnx_error();
-                let tensor = TensorRef::from_array_view(view).map_err(&onnx)?;
+                let shape = (rows, 3, h, w);
+                let tensor: SessionInputValue = match self.input_type {
+                    FloatType::F32 => TensorRef::from_array_view(
+                        ArrayView4::from_shape(shape, &batch).expect("sized above"),
+                    )
+                    .map_err(&onnx)?
+                    .into(),
+                    FloatType::F16 => TensorRef::from_array_view(
+                        ArrayView4::from_shape(shape, &halves).expect("sized above"),
+                    )
+                    .map_err(&onnx)?
+                    .into(),
+                };
                 let outputs = session
                     .run(ort::inputs![self.input.as_str() => tensor])
                     .map_err(&onnx)?;
-                embeddings(&outputs[self.output.as_str()], &self.sessions)
+                embeddings(
+                    &outputs[self.output.as_str()],
+                    self.output_type,
+                    &self.sessions,
+                )
             })
         })
     }
@@ -389,6 +433,7 @@ pub(crate) struct TextTower {
     id_type: IdType,
     mask: Option<(String, IdType)>,
     output: String,
+    output_type: FloatType,
     batch: BatchAxis,
     /// A sequence length the export fixes (Immich pads to the context length).
     fixed_length: Option<usize>,
@@ -444,6 +489,7 @@ impl TextTower {
             id_type,
             mask,
             output: output.name().to_string(),
+            output_type: output_type(output, &path)?,
             batch: BatchAxis::of(Some(dims)),
             fixed_length: dims.get(1).filter(|&&d| d > 0).map(|&d| d as usize),
             sessions,
@@ -479,7 +525,11 @@ impl TextTower {
                     ));
                 }
                 let outputs = session.run(inputs).map_err(&onnx)?;
-                embeddings(&outputs[self.output.as_str()], &self.sessions)
+                embeddings(
+                    &outputs[self.output.as_str()],
+                    self.output_type,
+                    &self.sessions,
+                )
             })
         })
     }
@@ -501,17 +551,31 @@ fn id_type_of_mask(outlet: &TensorInfo) -> Option<IdType> {
     id_type(outlet).filter(|_| shape(outlet).is_none_or(|s| s.len() == 2))
 }
 
-/// A `[batch, dim]` output as an owned matrix.
-fn embeddings(value: &ort::value::DynValue, sessions: &Sessions) -> Result<Array2<f32>> {
-    let view = value
-        .try_extract_array::<f32>()
-        .map_err(sessions.onnx_error())?;
-    view.to_owned().into_dimensionality::<Ix2>().map_err(|_| {
+/// The float type of an embedding output.
+fn output_type(outlet: &TensorInfo, path: &Path) -> Result<FloatType> {
+    FloatType::of(outlet)
+        .ok_or_else(|| wrong_tensor(path, outlet, "float32 or float16 [batch, dim]"))
+}
+
+/// A `[batch, dim]` output as an owned f32 matrix.
+fn embeddings(
+    value: &ort::value::DynValue,
+    ty: FloatType,
+    sessions: &Sessions,
+) -> Result<Array2<f32>> {
+    let onnx = sessions.onnx_error();
+    let matrix = match ty {
+        FloatType::F32 => value.try_extract_array::<f32>().map_err(onnx)?.to_owned(),
+        FloatType::F16 => value
+            .try_extract_array::<f16>()
+            .map_err(onnx)?
+            .mapv(f16::to_f32),
+    };
+    let shape = matrix.shape().to_vec();
+    matrix.into_dimensionality::<Ix2>().map_err(|_| {
         ModelError::Folder {
             path: sessions.path.clone(),
-            problem: ModelProblem::WrongOutputShape {
-                found: view.shape().to_vec(),
-            },
+            problem: ModelProblem::WrongOutputShape { found: shape },
         }
         .into()
     })

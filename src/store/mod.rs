@@ -20,8 +20,8 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 
 use crate::error::{Corruption, Error, ErrorKind, FailureReason, Result, StoreError};
 use crate::fsio::{CommitStage, Storage};
-use crate::space::EmbeddingSpace;
-use crate::types::{ContentHash, ImageId, Timestamp};
+use crate::space::{EmbeddingSpace, Fingerprint};
+use crate::types::{ContentHash, ImageId, ModelVariant, Timestamp};
 use codec::{
     corrupt, decode, encode, hash_key, id_from_bytes, id_key, log_key, split_log_key, tag_key,
 };
@@ -72,6 +72,29 @@ pub(crate) struct FailureV1 {
     mtime: Timestamp,
     at: Timestamp,
 }
+
+/// The embedding space as formats 1 to 4 wrote it: no variant (every
+/// database of those formats holds fp32 vectors).
+#[derive(Deserialize)]
+struct SpaceV1 {
+    model_id: String,
+    dim: u32,
+    fingerprint: Fingerprint,
+}
+
+impl From<SpaceV1> for EmbeddingSpace {
+    fn from(old: SpaceV1) -> EmbeddingSpace {
+        EmbeddingSpace {
+            model_id: old.model_id,
+            dim: old.dim,
+            fingerprint: old.fingerprint,
+            variant: ModelVariant::Fp32,
+        }
+    }
+}
+
+/// The first format whose space records the model variant.
+const SPACE_VARIANT_SINCE: u32 = 5;
 
 impl FailureV1 {
     /// The format 2 record: the repeated path left out, the kind read from
@@ -252,9 +275,16 @@ impl Store {
         self.meta_get(meta_key::FORMAT_VERSION, "format version")
     }
 
-    /// The embedding space recorded at creation, if initialised.
+    /// The embedding space recorded at creation, if initialised (in the
+    /// encoding of the store's format version).
     pub fn space(&self) -> Result<Option<EmbeddingSpace>> {
-        self.meta_get(meta_key::SPACE, "embedding space")
+        if self.format_version()?.unwrap_or(SPACE_VARIANT_SINCE) >= SPACE_VARIANT_SINCE {
+            self.meta_get(meta_key::SPACE, "embedding space")
+        } else {
+            Ok(self
+                .meta_get::<SpaceV1>(meta_key::SPACE, "embedding space")?
+                .map(EmbeddingSpace::from))
+        }
     }
 
     /// The index parameters recorded at creation.
@@ -627,6 +657,24 @@ impl Store {
             .map_err(|e| self.tx_err(e))?;
         self.flush()?;
         Ok(rewritten.len())
+    }
+
+    /// Rewrites a format 4 store's embedding space with its variant (fp32) in
+    /// one transaction that also records format 5.
+    pub fn migrate_space_to_v5(&self) -> Result<()> {
+        let Some(space) = self.space()? else {
+            return self.record_format_version(SPACE_VARIANT_SINCE);
+        };
+        let space = encode(&space, "embedding space")?;
+        let version = encode(&SPACE_VARIANT_SINCE, "format version")?;
+        self.meta
+            .transaction(|meta| {
+                meta.insert(meta_key::SPACE, space.as_slice())?;
+                meta.insert(meta_key::FORMAT_VERSION, version.as_slice())?;
+                Ok::<_, ConflictableTransactionError<()>>(())
+            })
+            .map_err(|e| self.tx_err(e))?;
+        self.flush()
     }
 
     /// Records the format version of a migration that rewrites nothing.

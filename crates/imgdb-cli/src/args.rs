@@ -23,6 +23,17 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DEVICE")]
     pub device: Option<String>,
 
+    /// Which weights of the model run: fp32 (the reference vectors), fp16, int8, uint8,
+    /// quantized, q4, q4f16, or auto (int8 on the CPU, fp16 on a GPU, when the model folder
+    /// has them) [default: $IMGDB_MODEL_VARIANT, else fp32].
+    #[arg(long, global = true, value_name = "VARIANT")]
+    pub model_variant: Option<String>,
+
+    /// Let the model's other variants read and write a database built with one of them
+    /// (their vectors are close, not equal); without it, another variant is refused.
+    #[arg(long, global = true)]
+    pub accept_variant: bool,
+
     /// Only errors on stderr.
     #[arg(long, short, global = true)]
     pub quiet: bool,
@@ -277,6 +288,10 @@ pub enum ModelCommand {
     Pull {
         /// The repository [default: Xenova/clip-vit-base-patch32].
         name: Option<String>,
+        /// The variant whose towers to fetch (fp32, fp16, int8, uint8, quantized, q4,
+        /// q4f16) [default: --model-variant, else fp32].
+        #[arg(long, value_name = "VARIANT")]
+        variant: Option<String>,
     },
 }
 

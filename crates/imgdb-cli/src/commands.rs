@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use imgdb::ingest::{FileOutcome, IngestEvent, IngestObserver, IngestOptions, IngestReport};
 use imgdb::{
     CancelToken, Db, Encoder, EncoderOptions, ErrorKind, ExportOptions, Filter, ImageFormat, Query,
-    QueryTerm, TagOptions, Timestamp, Towers, WriteBatch, WriteOp, ZeroShot, resolve,
+    QueryTerm, TagOptions, Timestamp, Towers, VariantChoice, WriteBatch, WriteOp, ZeroShot,
+    resolve,
 };
 use serde_json::json;
 
@@ -19,7 +20,7 @@ use crate::args::{
     ClassifyArgs, Cli, DaemonArgs, DebugCommand, DupesArgs, EvalArgs, ExportArgs, FailuresArgs,
     ImportArgs, IngestArgs, QueryArgs, TagArgs,
 };
-use crate::output::{Out, Progress, hit_json, path_json, timestamp_text};
+use crate::output::{Out, Progress, hit_json, path_json, stats_json, timestamp_text};
 use crate::remote;
 use serde_json::Value;
 
@@ -36,6 +37,8 @@ pub fn daemon(cli: &Cli, args: &DaemonArgs) -> Result<()> {
     config.db = cli.db.clone().or(config.db);
     config.model = cli.model.clone().or(config.model);
     config.device = cli.device.clone().or(config.device);
+    config.model_variant = cli.model_variant.clone().or(config.model_variant);
+    config.accept_variant |= cli.accept_variant;
     config.listen = args.listen.unwrap_or(config.listen);
     config.token = args.token.clone().or(config.token);
     config.watch.extend(args.watch.iter().cloned());
@@ -177,7 +180,7 @@ fn cancel_on_ctrl_c(doing: &'static str) -> CancelToken {
 
 pub fn import(cli: &Cli, args: &ImportArgs, out: &mut Out) -> Result<()> {
     let encoder = encoder(cli, Towers::Both)?;
-    let db = Db::open_or_create(db_path(cli), encoder.space().clone())?;
+    let db = open_or_create_for(cli, &encoder)?;
     let count = db.import(&encoder, &args.dir)?;
     out.line(format!("imported {count} images"))?;
     Ok(())
@@ -212,13 +215,27 @@ pub fn eval(cli: &Cli, args: &EvalArgs, out: &mut Out) -> Result<()> {
     Ok(())
 }
 
-pub fn model_pull(cli: &Cli, name: Option<&str>, out: &mut Out) -> Result<()> {
+pub fn model_pull(
+    cli: &Cli,
+    name: Option<&str>,
+    variant: Option<&str>,
+    out: &mut Out,
+) -> Result<()> {
     let repo = name.unwrap_or(imgdb::hub::DEFAULT_MODEL);
+    let variant = match resolve::variant(variant.or(cli.model_variant.as_deref()))? {
+        VariantChoice::Exact(variant) => variant,
+        VariantChoice::Auto => {
+            return Err(CommandError::Usage(
+                "`model pull` fetches one variant: name it (fp32, fp16, int8, ...), not auto"
+                    .into(),
+            ));
+        }
+    };
     let progress = indicatif::ProgressBar::hidden();
     if !cli.quiet && std::io::stderr().is_terminal() {
         progress.set_draw_target(indicatif::ProgressDrawTarget::stderr());
     }
-    let folder = imgdb::hub::pull_model(repo, &resolve::model_cache(), progress)?;
+    let folder = imgdb::hub::pull_model(repo, &resolve::model_cache(), variant, progress)?;
     out.path_line("", &folder, "")?;
     Ok(())
 }
@@ -238,16 +255,31 @@ fn encoder(cli: &Cli, towers: Towers) -> Result<Encoder> {
     let model = resolve::model_folder(cli.model.as_deref())?;
     let options = EncoderOptions {
         towers,
-        ..resolve::encoder_options(resolve::device(cli.device.as_deref())?)
+        ..resolve::encoder_options(
+            resolve::device(cli.device.as_deref())?,
+            resolve::variant(cli.model_variant.as_deref())?,
+        )
     };
     Ok(Encoder::load(model, &options)?)
 }
 
-/// The database, which must exist and hold the encoder's space.
+/// The database, which must exist and hold the encoder's space (another
+/// variant of its model with `--accept-variant`).
 fn open_for(cli: &Cli, encoder: &Encoder) -> Result<Db> {
-    Ok(Db::options()
-        .space(encoder.space().clone())
+    Ok(db_options(cli, encoder).open(db_path(cli))?)
+}
+
+/// [`open_for`], creating the database when it is missing.
+fn open_or_create_for(cli: &Cli, encoder: &Encoder) -> Result<Db> {
+    Ok(db_options(cli, encoder)
+        .create_if_missing(true)
         .open(db_path(cli))?)
+}
+
+fn db_options(cli: &Cli, encoder: &Encoder) -> imgdb::DbOptions {
+    Db::options()
+        .space(encoder.space().clone())
+        .accept_variants(cli.accept_variant)
 }
 
 fn read_labels(path: &Path) -> Result<Vec<String>> {
@@ -273,7 +305,7 @@ pub fn ingest(cli: &Cli, args: &IngestArgs, out: &mut Out) -> Result<()> {
         return remote::ingest(&daemon, cli, args, out);
     }
     let encoder = encoder(cli, Towers::Both)?;
-    let db = Db::open_or_create(db_path(cli), encoder.space().clone())?;
+    let db = open_or_create_for(cli, &encoder)?;
     let cancel = cancel_on_ctrl_c("finishing the current batch");
     let defaults = IngestOptions::default();
     let options = IngestOptions {
@@ -576,19 +608,7 @@ pub fn stats(cli: &Cli, json: bool, out: &mut Out) -> Result<()> {
         return remote::stats(&daemon, json, out);
     }
     let stats = open(cli)?.stats()?;
-    print_stats(
-        &json!({
-            "images": stats.images, "files": stats.files, "failures": stats.failures,
-            "model": stats.space.model_id, "dim": stats.space.dim, "fingerprint": stats.space.fingerprint.to_hex(),
-            "index_points": stats.index_points, "tombstones": stats.tombstones,
-            "index_origin": format!("{:?}", stats.origin), "store_bytes": stats.store_bytes,
-            "snapshot_bytes": stats.snapshot_bytes, "format_version": stats.format_version,
-            "m": stats.index_params.m, "ef_construction": stats.index_params.ef_construction,
-            "ef_search": stats.index_params.ef_search,
-        }),
-        json,
-        out,
-    )
+    print_stats(&stats_json(&stats), json, out)
 }
 
 /// What `stats` prints of its object (`GET /v1/stats` answers the same):
@@ -609,6 +629,8 @@ pub fn print_stats(stats: &Value, json: bool, out: &mut Out) -> Result<()> {
         dim: field("dim")?.as_u64().unwrap_or_default() as u32,
         fingerprint: fingerprint(field("fingerprint")?.as_str().unwrap_or_default())
             .ok_or_else(|| unreadable("fingerprint"))?,
+        variant: imgdb::ModelVariant::from_name(field("variant")?.as_str().unwrap_or_default())
+            .ok_or_else(|| unreadable("variant"))?,
     };
     out.line(format!("images        {}", field("images")?))?;
     out.line(format!("files         {}", field("files")?))?;

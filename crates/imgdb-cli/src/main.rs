@@ -117,8 +117,8 @@ fn route(cli: &Cli, out: &mut Out) -> commands::Result<()> {
         Command::Import(args) => commands::import(cli, args, out),
         Command::Eval(args) => commands::eval(cli, args, out),
         Command::Daemon(args) => commands::daemon(cli, args),
-        Command::Model(args::ModelCommand::Pull { name }) => {
-            commands::model_pull(cli, name.as_deref(), out)
+        Command::Model(args::ModelCommand::Pull { name, variant }) => {
+            commands::model_pull(cli, name.as_deref(), variant.as_deref(), out)
         }
         Command::Debug(command) => commands::debug(cli, command, out),
     }

@@ -47,7 +47,7 @@ impl Out {
     }
 }
 
-pub use imgdb_daemon::json::{hit_json, path_json, timestamp_text};
+pub use imgdb_daemon::json::{hit_json, path_json, stats_json, timestamp_text};
 
 /// Progress of an ingest: a bar on a terminal, JSON events with `--json`,
 /// nothing otherwise.

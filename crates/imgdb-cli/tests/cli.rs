@@ -585,6 +585,129 @@ fn model_pull_fetches_from_the_hub_and_becomes_the_default() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("checksum"));
 }
 
+/// `model pull --variant int8` fetches that variant's towers and not the
+/// fp32 ones; the pulled folder then runs only with `--model-variant int8`,
+/// and its database says so.
+#[test]
+fn model_pull_fetches_one_variant() {
+    let world = World::new();
+    let hub = hub::serve(root().join("fixtures/models/tiny-clip"), None);
+    let pull = world
+        .command()
+        .args(["model", "pull", "--variant", "int8"])
+        .env("HF_ENDPOINT", &hub.endpoint)
+        .output()
+        .unwrap();
+    assert_eq!(
+        pull.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&pull.stderr)
+    );
+    let folder = PathBuf::from(String::from_utf8(pull.stdout).unwrap().trim());
+    assert!(folder.join("onnx/vision_model_int8.onnx").exists());
+    assert!(folder.join("onnx/text_model_int8.onnx").exists());
+    assert!(!folder.join("onnx/vision_model.onnx").exists());
+
+    let fp32 = world
+        .command()
+        .args(["ingest", &world.photos().to_string_lossy()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        fp32.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&fp32.stderr)
+    );
+    let int8 = world
+        .command()
+        .args([
+            "--model-variant",
+            "int8",
+            "ingest",
+            &world.photos().to_string_lossy(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        int8.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&int8.stderr)
+    );
+    let stats = world.command().args(["stats", "--json"]).output().unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(stats["variant"], "int8");
+    assert_eq!(stats["images"], 180);
+
+    let auto = world
+        .command()
+        .args(["model", "pull", "--variant", "auto"])
+        .output()
+        .unwrap();
+    assert_eq!(auto.status.code(), Some(2));
+}
+
+/// A database of fp32 vectors refuses an int8 encoder, says how to go on,
+/// and takes it with `--accept-variant`.
+#[test]
+fn another_variant_is_refused_unless_accepted() {
+    let world = World::new();
+    let photos = world.photos().to_string_lossy().into_owned();
+    assert_eq!(world.run(&["ingest", &photos]).status.code(), Some(0));
+
+    let refused = world.run(&["--model-variant", "int8", "query", "a red circle"]);
+    assert_eq!(refused.status.code(), Some(2));
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        message.contains("fp32") && message.contains("int8"),
+        "{message}"
+    );
+    assert!(message.contains("--accept-variant"), "{message}");
+
+    let accepted = world.run(&[
+        "--model-variant",
+        "int8",
+        "--accept-variant",
+        "query",
+        "a red circle",
+        "-k",
+        "3",
+        "--paths",
+    ]);
+    assert_eq!(accepted.status.code(), Some(0));
+    let listed = String::from_utf8_lossy(&accepted.stdout);
+    assert!(listed.lines().all(|p| p.contains("red_circle")), "{listed}");
+
+    // auto is int8 on the CPU for this folder: refused the same way.
+    let auto = world.run(&["--model-variant", "auto", "query", "a red circle"]);
+    assert_eq!(auto.status.code(), Some(2));
+    let bad = world.run(&["--model-variant", "int4", "query", "a red circle"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("fp32, fp16, int8"));
+
+    // reindex converts the database to the variant that runs.
+    assert_eq!(
+        world
+            .run(&["--model-variant", "int8", "reindex"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let stats = world.run(&["stats", "--json"]);
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
+    assert_eq!(stats["variant"], "int8");
+    assert_eq!(
+        world
+            .run(&["--model-variant", "int8", "query", "a red circle"])
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_eq!(world.run(&["query", "a red circle"]).status.code(), Some(2));
+}
+
 #[test]
 fn usage_errors_and_closed_pipes() {
     let world = World::new();

@@ -20,6 +20,11 @@ pub struct Config {
     pub model: Option<PathBuf>,
     /// `cpu`, `cuda`, `tensorrt` or `auto` (default: `IMGDB_DEVICE`, else cpu).
     pub device: Option<String>,
+    /// The model's variant: `fp32`, `fp16`, `int8`, ..., or `auto` (default:
+    /// `IMGDB_MODEL_VARIANT`, else fp32).
+    pub model_variant: Option<String>,
+    /// Let another variant of the database's model read and write it.
+    pub accept_variant: bool,
     /// Where the HTTP API listens. Default `127.0.0.1:7474`; any address
     /// that is not loopback requires a token.
     pub listen: SocketAddr,
@@ -42,6 +47,8 @@ impl Default for Config {
             db: None,
             model: None,
             device: None,
+            model_variant: None,
+            accept_variant: false,
             listen: SocketAddr::from(([127, 0, 0, 1], 7474)),
             token: None,
             watch: Vec::new(),

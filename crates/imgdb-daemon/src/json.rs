@@ -6,8 +6,22 @@
 use std::path::Path;
 
 use base64::Engine;
-use imgdb::{ImageRecord, QueryHit, Tag, Timestamp};
+use imgdb::{ImageRecord, QueryHit, Stats, Tag, Timestamp};
 use serde_json::{Value, json};
+
+/// What `imgdb stats --json` prints and `GET /v1/stats` answers.
+pub fn stats_json(stats: &Stats) -> Value {
+    json!({
+        "images": stats.images, "files": stats.files, "failures": stats.failures,
+        "model": stats.space.model_id, "dim": stats.space.dim,
+        "fingerprint": stats.space.fingerprint.to_hex(), "variant": stats.space.variant.name(),
+        "index_points": stats.index_points, "tombstones": stats.tombstones,
+        "index_origin": format!("{:?}", stats.origin), "store_bytes": stats.store_bytes,
+        "snapshot_bytes": stats.snapshot_bytes, "format_version": stats.format_version,
+        "m": stats.index_params.m, "ef_construction": stats.index_params.ef_construction,
+        "ef_search": stats.index_params.ef_search,
+    })
+}
 
 /// A path: a string when it is UTF-8, else `{"bytes": BASE64}` with the
 /// OS's bytes in standard base64, so that no path is changed on its way out.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use imgdb::{CancelToken, Db, Encoder, EncoderOptions, Towers, resolve};
+use imgdb::{CancelToken, Db, Encoder, EncoderOptions, Towers, VariantChoice, resolve};
 use tokio::sync::broadcast;
 use tracing::{info, warn};
 
@@ -23,10 +23,14 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
     config.validate()?;
     let db_path = resolve::database_path(config.db.as_deref());
     let model = resolve::model_folder(config.model.as_deref())?;
-    let options = resolve::encoder_options(resolve::device(config.device.as_deref())?);
+    let options = resolve::encoder_options(
+        resolve::device(config.device.as_deref())?,
+        resolve::variant(config.model_variant.as_deref())?,
+    );
     let encoder = Encoder::load(&model, &options)?;
     let db = Db::options()
         .space(encoder.space().clone())
+        .accept_variants(config.accept_variant)
         .create_if_missing(true)
         .open(&db_path)?;
     for folder in &config.watch {
@@ -108,6 +112,10 @@ async fn serve(
             // value; the image tower only.
             let options = EncoderOptions {
                 towers: Towers::Image,
+                // What the query encoder resolved `auto` to: the indexer's
+                // vectors must be of its space.
+                device: state.encoder.provider().device,
+                variant: VariantChoice::Exact(state.encoder.space().variant),
                 ..options
             };
             match Encoder::load(&model, &options) {

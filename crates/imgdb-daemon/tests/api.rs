@@ -1150,7 +1150,8 @@ async fn stats_and_status_report_the_database() {
             "model",
             "snapshot_bytes",
             "store_bytes",
-            "tombstones"
+            "tombstones",
+            "variant"
         ]
     );
     assert_eq!(
@@ -1158,8 +1159,8 @@ async fn stats_and_status_report_the_database() {
         (&json!(6), &json!(6), &json!(1))
     );
     assert_eq!(
-        (&stats["model"], &stats["dim"]),
-        (&json!("tiny-clip"), &json!(64))
+        (&stats["model"], &stats["dim"], &stats["variant"]),
+        (&json!("tiny-clip"), &json!(64), &json!("fp32"))
     );
     assert_eq!(stats["index_points"], 6);
 
@@ -1183,6 +1184,7 @@ async fn stats_and_status_report_the_database() {
             "removed",
             "roots",
             "uptime_secs",
+            "variant",
             "version"
         ]
     );

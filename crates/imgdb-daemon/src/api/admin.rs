@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 use super::blocking;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery};
-use crate::json::{path_json, timestamp_text};
+use crate::json::{path_json, stats_json, timestamp_text};
 use crate::state::AppState;
 
 /// `GET /healthz`.
@@ -260,15 +260,7 @@ pub async fn failures(
 pub async fn stats(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let db = state.db.clone();
     let stats = blocking(move || Ok(db.stats()?)).await?;
-    Ok(Json(json!({
-        "images": stats.images, "files": stats.files, "failures": stats.failures,
-        "model": stats.space.model_id, "dim": stats.space.dim, "fingerprint": stats.space.fingerprint.to_hex(),
-        "index_points": stats.index_points, "tombstones": stats.tombstones,
-        "index_origin": format!("{:?}", stats.origin), "store_bytes": stats.store_bytes,
-        "snapshot_bytes": stats.snapshot_bytes, "format_version": stats.format_version,
-        "m": stats.index_params.m, "ef_construction": stats.index_params.ef_construction,
-        "ef_search": stats.index_params.ef_search,
-    })))
+    Ok(Json(stats_json(&stats)))
 }
 
 /// `GET /v1/status`: the database's counts, the indexer's and the roots'.
@@ -294,6 +286,7 @@ pub async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
         "last_error": live.last_error,
         "roots": roots,
         "model": state.encoder.space().model_id,
+        "variant": state.encoder.space().variant.name(),
         "provider": state.encoder.provider().device.to_string(),
         "uptime_secs": state.started.elapsed().as_secs(),
         "version": env!("CARGO_PKG_VERSION"),
