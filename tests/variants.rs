@@ -1,8 +1,9 @@
 //! Model variants on the shipped tiny model, whose fp16, int8, uint8 and q4
 //! towers `scripts/fixtures/make_variants.py` made with ONNX Runtime's own
 //! tools: each variant's vectors against fp32 (per image and per text), the
-//! eval set's figures, `auto`'s choice, a missing variant, and the
-//! database's refusal of another variant unless it is accepted.
+//! eval set's figures, `auto`'s choice, a missing variant, the database's
+//! refusal of another variant unless it is accepted, and the I/O-bound
+//! image path (the GPU's) run on the CPU against the plain one.
 
 mod common;
 
@@ -133,6 +134,54 @@ fn each_variant_stays_close_to_fp32() {
         assert!(
             (accuracy - fp32_accuracy).abs() <= 0.02,
             "{variant}: zero-shot accuracy {accuracy}"
+        );
+    }
+}
+
+/// The I/O-bound path (staged buffers, bucketed and padded batches, only
+/// the embedding bound) gives the plain path's vectors, for fp32 and for
+/// fp16's float16 input and output, at every batch fill.
+#[test]
+fn the_io_bound_image_path_gives_the_plain_paths_vectors() {
+    let images = images();
+    for variant in [ModelVariant::Fp32, ModelVariant::Fp16] {
+        let with = |io_binding| {
+            let options = EncoderOptions {
+                variant: VariantChoice::Exact(variant),
+                io_binding: Some(io_binding),
+                batch_size: 4,
+                ..EncoderOptions::default()
+            };
+            Encoder::load(tiny(), &options).unwrap()
+        };
+        let (plain, bound) = (with(false), with(true));
+        let prepared: Vec<f32> = images
+            .iter()
+            .flat_map(|p| plain.preprocessor().prepare_file(p).unwrap().pixels)
+            .collect();
+        let per_image = plain.preprocessor().tensor_len();
+        // 1 to 9 images: batches of 1, 2 (3 padded to 4), 4, and 4 + 1.
+        for count in 1..=9.min(images.len()) {
+            let pixels = &prepared[..count * per_image];
+            let a = plain.embed_pixels(pixels, count).unwrap();
+            let b = bound.embed_pixels(pixels, count).unwrap();
+            assert_eq!(b.len(), count);
+            for (i, (a, b)) in a.iter().zip(&b).enumerate() {
+                let cosine = dot(a, b);
+                assert!(
+                    cosine > 0.99999,
+                    "{variant} count {count} image {i}: {cosine}"
+                );
+            }
+        }
+        // Twice the same: the staged buffers are reused, nothing of the last
+        // batch leaks into the next.
+        let again = bound.embed_pixels(&prepared[..per_image], 1).unwrap();
+        assert!(
+            dot(
+                &again[0],
+                &plain.embed_pixels(&prepared[..per_image], 1).unwrap()[0]
+            ) > 0.99999
         );
     }
 }

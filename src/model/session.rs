@@ -5,16 +5,26 @@
 //! `Session::run` needs `&mut`, so each tower keeps a small [`Pool`] of
 //! sessions in a channel: a caller takes one, runs, and puts it back (even
 //! when it panics); the public handle stays `&self` and `Send + Sync`.
+//!
+//! On a GPU the image tower runs with I/O binding ([`Staging`]): each
+//! session writes its batches into host buffers allocated once per batch
+//! shape, pinned so the copy to the device is one DMA, binds only the
+//! embedding output (a ViT's `last_hidden_state` is 40 times larger and is
+//! never copied back), and rounds dynamic batches up to powers of two so
+//! that the provider sees a handful of shapes, each tuned (and, on
+//! TensorRT, built) once.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use crossbeam_channel::{Receiver, Sender};
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 use ndarray::{Array2, ArrayView4, Ix2};
 use ort::ep;
+use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
 use ort::session::{Session, SessionInputValue};
-use ort::value::{Outlet, TensorElementType, TensorRef};
+use ort::value::{DynTensor, Outlet, TensorElementType, TensorRef};
 
 /// What imgdb needs to know of a model's input or output.
 #[derive(Clone, Debug)]
@@ -73,10 +83,13 @@ impl BatchAxis {
     /// size the tensor must have, larger than `items` for the last batch of
     /// a fixed axis; the caller pads those rows and their outputs are
     /// dropped here.
+    /// With `bucketed`, a dynamic axis is fed a power of two of rows (or
+    /// `max_batch`), the smallest that holds the items, padded the same way.
     fn run_batches(
         self,
         count: usize,
         max_batch: usize,
+        bucketed: bool,
         mut run: impl FnMut(Range<usize>, usize) -> Result<Array2<f32>>,
     ) -> Result<Vec<Vec<f32>>> {
         let chunk = match self {
@@ -88,6 +101,7 @@ impl BatchAxis {
             let items = start..(start + chunk).min(count);
             let real = items.len();
             let rows = match self {
+                BatchAxis::Dynamic if bucketed => real.next_power_of_two().min(chunk),
                 BatchAxis::Dynamic => real,
                 BatchAxis::Fixed(n) => n,
             };
@@ -170,16 +184,93 @@ impl<T> Drop for Lent<'_, T> {
     }
 }
 
+/// One session and, when it runs with I/O binding, its staging buffers.
+pub(crate) struct Worker {
+    session: Session,
+    staging: Option<Staging>,
+}
+
+/// The host memory an image tower's batches are staged in and its outputs
+/// read back into: pinned on CUDA and TensorRT, ordinary on the CPU.
+struct Staging {
+    allocator: Allocator,
+    output_memory: MemoryInfo<'static>,
+    /// One input tensor per batch shape (rows), allocated on first use;
+    /// bucketed batches keep these few.
+    inputs: Vec<(usize, DynTensor)>,
+}
+
+impl Staging {
+    fn new(session: &Session, device: Device, device_id: i32) -> ort::Result<Staging> {
+        Ok(match device {
+            Device::Cpu | Device::Auto => Staging {
+                allocator: Allocator::default(),
+                output_memory: MemoryInfo::new(
+                    AllocationDevice::CPU,
+                    0,
+                    AllocatorType::Device,
+                    MemoryType::Default,
+                )?,
+                inputs: Vec::new(),
+            },
+            Device::Cuda | Device::TensorRt => {
+                let pinned = |memory| {
+                    MemoryInfo::new(
+                        AllocationDevice::CUDA_PINNED,
+                        device_id,
+                        AllocatorType::Device,
+                        memory,
+                    )
+                };
+                Staging {
+                    allocator: Allocator::new(session, pinned(MemoryType::CPUInput)?)?,
+                    output_memory: pinned(MemoryType::CPUOutput)?,
+                    inputs: Vec::new(),
+                }
+            }
+        })
+    }
+
+    /// The input tensor of `shape` (rows first), allocated once.
+    fn input(&mut self, shape: [usize; 4], ty: FloatType) -> ort::Result<&mut DynTensor> {
+        let rows = shape[0];
+        let index = match self.inputs.iter().position(|(r, _)| *r == rows) {
+            Some(index) => index,
+            None => {
+                let element = match ty {
+                    FloatType::F32 => TensorElementType::Float32,
+                    FloatType::F16 => TensorElementType::Float16,
+                };
+                let tensor = DynTensor::new(&self.allocator, element, shape)?;
+                self.inputs.push((rows, tensor));
+                self.inputs.len() - 1
+            }
+        };
+        Ok(&mut self.inputs[index].1)
+    }
+}
+
 /// The sessions of one model file.
 pub(crate) struct Sessions {
     path: PathBuf,
-    pool: Pool<Session>,
+    pool: Pool<Worker>,
+    /// Whether the sessions run with I/O binding (and bucketed batches).
+    bound: bool,
 }
 
 impl Sessions {
     /// Runs `f` with a session, waiting for one if all are busy.
     fn with<R>(&self, f: impl FnOnce(&mut Session) -> Result<R>) -> Result<R> {
-        self.pool.with(f)
+        self.pool.with(|worker| f(&mut worker.session))
+    }
+
+    /// Runs `f` with a session and its staging (none when not bound).
+    fn with_staging<R>(
+        &self,
+        f: impl FnOnce(&mut Session, Option<&mut Staging>) -> Result<R>,
+    ) -> Result<R> {
+        self.pool
+            .with(|worker| f(&mut worker.session, worker.staging.as_mut()))
     }
 
     fn onnx_error(&self) -> impl Fn(ort::Error) -> Error + '_ {
@@ -256,23 +347,34 @@ fn session(
 }
 
 /// `options.sessions` sessions of `path`, with the model's inputs and
-/// outputs.
+/// outputs; with `bound`, each with its [`Staging`].
 pub(crate) fn pool(
     environment: &ort::environment::Environment,
     path: &Path,
     device: Device,
     options: &EncoderOptions,
+    bound: bool,
 ) -> Result<(Sessions, Vec<TensorInfo>, Vec<TensorInfo>)> {
-    let sessions = (0..options.sessions.max(1))
-        .map(|_| session(environment, path, device, options))
-        .collect::<Result<Vec<Session>>>()?;
-    let first = &sessions[0];
+    let workers = (0..options.sessions.max(1))
+        .map(|_| {
+            let session = session(environment, path, device, options)?;
+            let staging = if bound {
+                let staging = Staging::new(&session, device, options.device_id);
+                Some(staging.map_err(|source| ModelError::Provider { device, source })?)
+            } else {
+                None
+            };
+            Ok(Worker { session, staging })
+        })
+        .collect::<Result<Vec<Worker>>>()?;
+    let first = &workers[0].session;
     let inputs = first.inputs().iter().map(TensorInfo::of).collect();
     let outputs = first.outputs().iter().map(TensorInfo::of).collect();
     Ok((
         Sessions {
             path: path.to_path_buf(),
-            pool: Pool::new(sessions),
+            pool: Pool::new(workers),
+            bound,
         },
         inputs,
         outputs,
@@ -391,39 +493,101 @@ impl VisionTower {
         let (h, w) = self.size;
         let per_image = 3 * h * w;
         assert_eq!(pixels.len(), count * per_image);
-        self.batch.run_batches(count, max_batch, |items, rows| {
-            let mut batch = pixels[items.start * per_image..items.end * per_image].to_vec();
-            batch.resize(rows * per_image, 0.0);
-            let halves: Vec<f16> = match self.input_type {
-                FloatType::F32 => Vec::new(),
-                FloatType::F16 => batch.iter().map(|&x| f16::from_f32(x)).collect(),
-            };
-            self.sessions.with(|session| {
-                let onnx = self.sessions.onnx_error();
-                let shape = (rows, 3, h, w);
-                let tensor: SessionInputValue = match self.input_type {
-                    FloatType::F32 => TensorRef::from_array_view(
-                        ArrayView4::from_shape(shape, &batch).expect("sized above"),
-                    )
-                    .map_err(&onnx)?
-                    .into(),
-                    FloatType::F16 => TensorRef::from_array_view(
-                        ArrayView4::from_shape(shape, &halves).expect("sized above"),
-                    )
-                    .map_err(&onnx)?
-                    .into(),
-                };
-                let outputs = session
-                    .run(ort::inputs![self.input.as_str() => tensor])
-                    .map_err(&onnx)?;
-                embeddings(
-                    &outputs[self.output.as_str()],
-                    self.output_type,
-                    &self.sessions,
-                )
+        let bucketed = self.sessions.bound;
+        self.batch
+            .run_batches(count, max_batch, bucketed, |items, rows| {
+                let real = &pixels[items.start * per_image..items.end * per_image];
+                let shape = [rows, 3, h, w];
+                self.sessions
+                    .with_staging(|session, staging| match staging {
+                        Some(staging) => self.run_bound(session, staging, real, shape),
+                        None => self.run_plain(session, real, shape),
+                    })
             })
-        })
     }
+
+    /// One batch through `session.run`, from a padded copy of `real`.
+    fn run_plain(
+        &self,
+        session: &mut Session,
+        real: &[f32],
+        shape: [usize; 4],
+    ) -> Result<Array2<f32>> {
+        let onnx = self.sessions.onnx_error();
+        let mut batch = real.to_vec();
+        batch.resize(shape.iter().product(), 0.0);
+        let halves: Vec<f16> = match self.input_type {
+            FloatType::F32 => Vec::new(),
+            FloatType::F16 => batch.iter().map(|&x| f16::from_f32(x)).collect(),
+        };
+        let tensor: SessionInputValue = match self.input_type {
+            FloatType::F32 => TensorRef::from_array_view(
+                ArrayView4::from_shape(shape, &batch).expect("sized above"),
+            )
+            .map_err(&onnx)?
+            .into(),
+            FloatType::F16 => TensorRef::from_array_view(
+                ArrayView4::from_shape(shape, &halves).expect("sized above"),
+            )
+            .map_err(&onnx)?
+            .into(),
+        };
+        let outputs = session
+            .run(ort::inputs![self.input.as_str() => tensor])
+            .map_err(&onnx)?;
+        embeddings(
+            &outputs[self.output.as_str()],
+            self.output_type,
+            &self.sessions,
+        )
+    }
+
+    /// One batch through I/O binding: `real` written (and converted) into
+    /// the staged input of `shape`, the rest of it zeroed, only the
+    /// embedding output bound.
+    fn run_bound(
+        &self,
+        session: &mut Session,
+        staging: &mut Staging,
+        real: &[f32],
+        shape: [usize; 4],
+    ) -> Result<Array2<f32>> {
+        let onnx = self.sessions.onnx_error();
+        let tensor = staging.input(shape, self.input_type).map_err(&onnx)?;
+        match self.input_type {
+            FloatType::F32 => stage(
+                tensor.try_extract_tensor_mut::<f32>().map_err(&onnx)?.1,
+                real,
+                |to, from| to.copy_from_slice(from),
+            ),
+            FloatType::F16 => stage(
+                tensor.try_extract_tensor_mut::<f16>().map_err(&onnx)?.1,
+                real,
+                |to, from| to.convert_from_f32_slice(from),
+            ),
+        }
+        let mut binding = session.create_binding().map_err(&onnx)?;
+        binding
+            .bind_input(self.input.as_str(), &*tensor)
+            .map_err(&onnx)?;
+        binding
+            .bind_output_to_device(self.output.as_str(), &staging.output_memory)
+            .map_err(&onnx)?;
+        let outputs = session.run_binding(&binding).map_err(&onnx)?;
+        embeddings(
+            &outputs[self.output.as_str()],
+            self.output_type,
+            &self.sessions,
+        )
+    }
+}
+
+/// Writes `real` at the start of the staged `buffer` with `copy` and zeroes
+/// the padding rows after it.
+fn stage<T: Copy + Default>(buffer: &mut [T], real: &[f32], copy: impl FnOnce(&mut [T], &[f32])) {
+    let (head, padding) = buffer.split_at_mut(real.len());
+    copy(head, real);
+    padding.fill(T::default());
 }
 
 /// The text tower.
@@ -498,40 +662,41 @@ impl TextTower {
 
     /// Embeds token id sequences; `pad` fills shorter sequences.
     pub fn run(&self, ids: &[Vec<u32>], pad: u32, max_batch: usize) -> Result<Vec<Vec<f32>>> {
-        self.batch.run_batches(ids.len(), max_batch, |items, rows| {
-            let texts = &ids[items];
-            let longest = texts.iter().map(Vec::len).max().unwrap_or(0);
-            let length = self.fixed_length.unwrap_or(longest).max(1);
-            let mut id_matrix = Array2::<i64>::from_elem((rows, length), i64::from(pad));
-            let mut mask = Array2::<i64>::zeros((rows, length));
-            for (row, text) in texts.iter().enumerate() {
-                for (col, &id) in text.iter().take(length).enumerate() {
-                    id_matrix[(row, col)] = i64::from(id);
-                    mask[(row, col)] = 1;
+        self.batch
+            .run_batches(ids.len(), max_batch, false, |items, rows| {
+                let texts = &ids[items];
+                let longest = texts.iter().map(Vec::len).max().unwrap_or(0);
+                let length = self.fixed_length.unwrap_or(longest).max(1);
+                let mut id_matrix = Array2::<i64>::from_elem((rows, length), i64::from(pad));
+                let mut mask = Array2::<i64>::zeros((rows, length));
+                for (row, text) in texts.iter().enumerate() {
+                    for (col, &id) in text.iter().take(length).enumerate() {
+                        id_matrix[(row, col)] = i64::from(id);
+                        mask[(row, col)] = 1;
+                    }
                 }
-            }
-            self.sessions.with(|session| {
-                let onnx = self.sessions.onnx_error();
-                let id_i32 = id_matrix.mapv(|v| v as i32);
-                let mask_i32 = mask.mapv(|v| v as i32);
-                let mut inputs = vec![(
-                    self.ids.as_str(),
-                    id_tensor(self.id_type, &id_matrix, &id_i32).map_err(&onnx)?,
-                )];
-                if let Some((name, kind)) = &self.mask {
-                    inputs.push((
-                        name.as_str(),
-                        id_tensor(*kind, &mask, &mask_i32).map_err(&onnx)?,
-                    ));
-                }
-                let outputs = session.run(inputs).map_err(&onnx)?;
-                embeddings(
-                    &outputs[self.output.as_str()],
-                    self.output_type,
-                    &self.sessions,
-                )
+                self.sessions.with(|session| {
+                    let onnx = self.sessions.onnx_error();
+                    let id_i32 = id_matrix.mapv(|v| v as i32);
+                    let mask_i32 = mask.mapv(|v| v as i32);
+                    let mut inputs = vec![(
+                        self.ids.as_str(),
+                        id_tensor(self.id_type, &id_matrix, &id_i32).map_err(&onnx)?,
+                    )];
+                    if let Some((name, kind)) = &self.mask {
+                        inputs.push((
+                            name.as_str(),
+                            id_tensor(*kind, &mask, &mask_i32).map_err(&onnx)?,
+                        ));
+                    }
+                    let outputs = session.run(inputs).map_err(&onnx)?;
+                    embeddings(
+                        &outputs[self.output.as_str()],
+                        self.output_type,
+                        &self.sessions,
+                    )
+                })
             })
-        })
     }
 }
 
@@ -605,7 +770,7 @@ mod tests {
     fn a_fixed_batch_pads_the_last_run_and_drops_the_padding() {
         let mut runs = Vec::new();
         let vectors = BatchAxis::Fixed(4)
-            .run_batches(6, 100, |items, rows| {
+            .run_batches(6, 100, false, |items, rows| {
                 runs.push((items.clone(), rows));
                 // Row r of the output carries the item number (padding: -1).
                 Ok(Array2::from_shape_fn((rows, 1), |(r, _)| {
@@ -620,10 +785,35 @@ mod tests {
     }
 
     #[test]
+    fn a_bucketed_batch_pads_to_a_power_of_two_up_to_max_batch() {
+        let mut runs = Vec::new();
+        BatchAxis::Dynamic
+            .run_batches(59, 24, true, |items, rows| {
+                runs.push((items.len(), rows));
+                Ok(Array2::zeros((rows, 1)))
+            })
+            .unwrap();
+        // 24 + 24 + 11: full batches of max_batch (not a power of two), the
+        // last one padded to 16.
+        assert_eq!(runs, vec![(24, 24), (24, 24), (11, 16)]);
+        let mut rows_of = |count| {
+            let mut rows = 0;
+            BatchAxis::Dynamic
+                .run_batches(count, 256, true, |_, r| {
+                    rows = r;
+                    Ok(Array2::zeros((r, 1)))
+                })
+                .unwrap();
+            rows
+        };
+        assert_eq!([1, 2, 3, 5, 200].map(&mut rows_of), [1, 2, 4, 8, 256]);
+    }
+
+    #[test]
     fn a_dynamic_batch_takes_at_most_max_batch_without_padding() {
         let mut runs = Vec::new();
         let vectors = BatchAxis::Dynamic
-            .run_batches(5, 2, |items, rows| {
+            .run_batches(5, 2, false, |items, rows| {
                 runs.push((items.clone(), rows));
                 Ok(Array2::zeros((rows, 3)))
             })
