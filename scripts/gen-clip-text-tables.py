@@ -2,8 +2,8 @@
 """Write src/model/clip_text/tables.rs: the character tables of ftfy 6.3.1 that imgdb's port of
 `ftfy.fix_text` needs (src/model/clip_text/ftfy.rs), read from ftfy itself so they cannot drift.
 
-    python3 -m venv .cache/venv-text
-    .cache/venv-text/bin/pip install ftfy==6.3.1
+    python3 -m venv .cache/venv-text      # as scripts/fixtures/README.md says
+    .cache/venv-text/bin/pip install -r scripts/fixtures/requirements-text.txt
     .cache/venv-text/bin/python scripts/gen-clip-text-tables.py
     git diff --exit-code src/model/clip_text/tables.rs   # unchanged, unless ftfy changed
 
