@@ -82,8 +82,9 @@ pub use index::snapshot::{RebuildReason, SNAPSHOT_FORMAT_VERSION, SnapshotProble
 pub use model::{
     DecodeLimits, Decoded, Device, Encoder, EncoderOptions, IMAGE_EXTENSIONS, Layout, ModelFolder,
     ONNXRUNTIME_LIBRARY, ONNXRUNTIME_VERSION, Optimization, Prepared, PreprocessConfig,
-    Preprocessor, Provider, ResampleFilter, Resize, SearchedPlace, SearchedPlaces, TextTokenizer,
-    Towers, Transparency, decoding_contained, has_image_extension,
+    Preprocessor, Provider, ResampleFilter, Resize, SearchedPlace, SearchedPlaces,
+    TextNormalization, TextTokenizer, Towers, Transparency, decoding_contained,
+    has_image_extension,
 };
 pub use query::{Query, QueryHit, QueryTerm};
 pub use reindex::ReindexReport;

@@ -1,5 +1,5 @@
-//! The encoder on the shipped tiny model: parity with Python onnxruntime and
-//! the Hugging Face tokenizer, the model folder layouts, execution provider
+//! The encoder on the shipped tiny model: parity with Python onnxruntime
+//! (token ids: tokenizer_parity.rs), the model folder layouts, execution provider
 //! selection, bad model folders, and the model's own quality through imgdb.
 
 mod common;
@@ -111,25 +111,6 @@ fn batches_give_the_same_vectors_as_single_items() {
     for (text, vector) in texts.iter().zip(&batched) {
         let single = encoder.embed_texts(&[text]).unwrap().remove(0);
         assert!(cosine(&single, vector) > 0.99999, "{text:?}");
-    }
-}
-
-#[test]
-fn token_ids_equal_the_hugging_face_tokenizer() {
-    let encoder = load(&tiny());
-    let reference = json("fixtures/parity/tokens.json");
-    let cases = reference.as_array().unwrap();
-    assert!(cases.len() >= 200, "only {} captions", cases.len());
-    for case in cases {
-        let text = case["text"].as_str().unwrap();
-        let expected: Vec<u32> = case["ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
-        let ours = encoder.tokenizer().encode(&[text]).unwrap().remove(0);
-        assert_eq!(ours, expected, "{text:?}");
     }
 }
 

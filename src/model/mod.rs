@@ -5,11 +5,13 @@
 //! - `runtime.rs` finds and loads the ONNX Runtime library;
 //! - `session.rs` builds the sessions on an execution provider and runs the towers;
 //! - `decode.rs`, `resample.rs` and `preprocess.rs` turn files into model inputs;
-//! - `tokenizer.rs` turns texts into token ids.
+//! - `tokenizer.rs` turns texts into token ids, after `clip_text.rs`'s
+//!   cleaning for CLIP models.
 //!
 //! The [`Encoder`] handle is `Send + Sync` and cheap to clone; concurrent
 //! callers share each tower's pool of sessions.
 
+mod clip_text;
 mod decode;
 mod digest;
 mod folder;
@@ -35,7 +37,7 @@ pub use preprocess::{
     Prepared, PreprocessConfig, Preprocessor, ResampleFilter, Resize, Transparency,
 };
 pub use runtime::{ONNXRUNTIME_LIBRARY, ONNXRUNTIME_VERSION};
-pub use tokenizer::TextTokenizer;
+pub use tokenizer::{TextNormalization, TextTokenizer};
 
 use crate::error::{Error, ModelError, ModelProblem, Result, TowerKind};
 use crate::space::{EmbeddingSpace, Fingerprint};
