@@ -5,9 +5,12 @@
 //!
 //! ```text
 //! cargo bench --bench encoder -- [MODEL_DIR] [--threads N] [--device cpu|cuda|tensorrt|auto]
-//!     [--batches 1,8,32] [--variants fp32,int8]
+//!     [--batches 1,8,32] [--variants fp32,int8] [--io-binding on|off]
 //! ```
-//! (default: the shipped tiny model, all cores, the CPU, batches 1, 8, 32, fp32).
+//! (default: the shipped tiny model, all cores, the CPU, batches 1, 8, 32, fp32, I/O binding as
+//! the encoder's default: on for GPUs).
+
+mod common;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -25,9 +28,7 @@ fn main() {
         .enumerate()
         .find(|(i, a)| !a.starts_with("--") && (*i == 0 || !args[i - 1].starts_with("--")))
         .map(|(_, a)| PathBuf::from(a))
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/tiny-clip")
-        });
+        .unwrap_or_else(|| common::repo_root().join("fixtures/models/tiny-clip"));
     let threads = args
         .iter()
         .position(|a| a == "--threads")
@@ -53,14 +54,16 @@ fn main() {
                 .collect()
         },
     );
+    let io_binding = value("--io-binding").map(|v| v == "on");
     let mut reference: Option<Vec<Vec<f32>>> = None;
     for variant in variants {
         let options = EncoderOptions {
             intra_threads: threads,
             device,
             variant,
+            io_binding,
             batch_size: batches.iter().copied().max().unwrap_or(32),
-            tensorrt_cache: Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".cache/tensorrt")),
+            tensorrt_cache: Some(common::repo_root().join(".cache/tensorrt")),
             ..EncoderOptions::default()
         };
         let encoder = Encoder::load(&model, &options).unwrap();
@@ -86,7 +89,7 @@ fn main() {
 
 /// The vectors of the parity photos (`fixtures/parity/images`), in name order.
 fn parity_photo_vectors(encoder: &Encoder) -> Vec<Vec<f32>> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/parity/images");
+    let dir = common::repo_root().join("fixtures/parity/images");
     let mut photos: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())

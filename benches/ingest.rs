@@ -6,7 +6,11 @@
 //! ```text
 //! cargo bench --bench ingest -- corpus --out DIR [--images 2000]   # seeded JPEGs from the fixture photos
 //! cargo bench --bench ingest -- run --out DIR [--model DIR] [--vectors 100000]
+//!     [--device cpu|cuda|tensorrt|auto] [--variant fp32|fp16|int8|...|auto] [--batch-size 32]
 //! ```
+//! `--vectors 0` stops after the ingest figures.
+
+mod common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -25,22 +29,19 @@ fn arg(args: &[String], name: &str) -> Option<String> {
         .cloned()
 }
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// Seeded 640×480 JPEGs: random crops of the fixture photos, flipped at
 /// random, quality 85 (what a phone's gallery thumbnails look like).
 fn corpus(out: &Path, count: usize) {
     let dir = out.join("corpus");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let photos: Vec<image::RgbImage> = std::fs::read_dir(root().join("fixtures/photos"))
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| imgdb::has_image_extension(p))
-        .map(|p| image::open(p).unwrap().into_rgb8())
-        .collect();
+    let photos: Vec<image::RgbImage> =
+        std::fs::read_dir(common::repo_root().join("fixtures/photos"))
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| imgdb::has_image_extension(p))
+            .map(|p| image::open(p).unwrap().into_rgb8())
+            .collect();
     (0..count).into_par_iter().for_each(|i| {
         let mut rng = ChaCha8Rng::seed_from_u64(i as u64);
         let photo = &photos[i % photos.len()];
@@ -93,7 +94,7 @@ fn latencies(mut run: impl FnMut(usize), count: usize) -> (f64, f64) {
     (percentile(&times, 0.5), percentile(&times, 0.99))
 }
 
-fn run(out: &Path, model: &Path, vectors: usize) {
+fn run(out: &Path, model: &Path, vectors: usize, options: &EncoderOptions) {
     let corpus = out.join("corpus");
     let files: Vec<PathBuf> = walkdir::WalkDir::new(&corpus)
         .sort_by_file_name()
@@ -102,7 +103,7 @@ fn run(out: &Path, model: &Path, vectors: usize) {
         .filter(|e| e.file_type().is_file())
         .map(|e| e.into_path())
         .collect();
-    let encoder = Encoder::load(model, &EncoderOptions::default()).unwrap();
+    let encoder = Encoder::load(model, options).unwrap();
 
     // The model alone, on the same images, preprocessed beforehand.
     let prepared: Vec<f32> = files
@@ -144,6 +145,8 @@ fn run(out: &Path, model: &Path, vectors: usize) {
         "{}",
         json!({
             "phase": "ingest", "images": files.len(), "model": encoder.space().model_id,
+            "variant": encoder.space().variant.name(), "provider": encoder.provider().to_string(),
+            "batch_size": encoder.batch_size(),
             "model_only_images_per_s": model_only, "decode_preprocess_images_per_s": decode_only,
             "end_to_end_images_per_s": e2e, "ratio": e2e / model_only,
             "encode_share": report.encode_time.as_secs_f64() / report.elapsed.as_secs_f64(),
@@ -151,6 +154,9 @@ fn run(out: &Path, model: &Path, vectors: usize) {
         })
     );
 
+    if vectors == 0 {
+        return;
+    }
     // Grow to `vectors` with synthetic images, then time queries.
     let dim = encoder.space().dim as usize;
     let mut rng = ChaCha8Rng::seed_from_u64(7);
@@ -197,7 +203,7 @@ fn run(out: &Path, model: &Path, vectors: usize) {
         },
         300,
     );
-    let outside = root().join("fixtures/photos/astronaut.jpg");
+    let outside = common::repo_root().join("fixtures/photos/astronaut.jpg");
     let (file_p50, file_p99) = latencies(
         |_| {
             std::hint::black_box(db.query(&encoder, &Query::image(&outside)).unwrap());
@@ -228,9 +234,17 @@ fn main() {
         ),
         Some("run") => run(
             &out,
-            &arg(&args, "--model")
-                .map_or_else(|| root().join("fixtures/models/tiny-clip"), PathBuf::from),
+            &arg(&args, "--model").map_or_else(
+                || common::repo_root().join("fixtures/models/tiny-clip"),
+                PathBuf::from,
+            ),
             arg(&args, "--vectors").map_or(100_000, |n| n.parse().unwrap()),
+            &EncoderOptions {
+                device: imgdb::resolve::device(arg(&args, "--device").as_deref()).unwrap(),
+                variant: imgdb::resolve::variant(arg(&args, "--variant").as_deref()).unwrap(),
+                batch_size: arg(&args, "--batch-size").map_or(32, |n| n.parse().unwrap()),
+                ..EncoderOptions::default()
+            },
         ),
         _ => eprintln!("usage: cargo bench --bench ingest -- corpus|run --out DIR"),
     }
