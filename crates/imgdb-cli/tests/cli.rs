@@ -46,13 +46,28 @@ impl World {
     }
 
     fn run_with(&self, model: &Path, args: &[&str]) -> Output {
-        let output = self
-            .command()
-            .arg("--model")
-            .arg(model)
-            .args(args)
-            .output()
-            .unwrap();
+        let mut command = self.command();
+        command.arg("--model").arg(model);
+        self.run_command(command, args)
+    }
+
+    /// `imgdb --db <db> ARGS` with no `--model`: the pulled default.
+    fn run_default(&self, args: &[&str]) -> Output {
+        self.run_command(self.command(), args)
+    }
+
+    /// `imgdb model pull ARGS` from the hub at `endpoint`, which must
+    /// succeed; returns the folder it printed.
+    fn pull(&self, endpoint: &str, args: &[&str]) -> PathBuf {
+        let mut command = self.command();
+        command.env("HF_ENDPOINT", endpoint).args(["model", "pull"]);
+        let pull = self.run_command(command, args);
+        assert_eq!(pull.status.code(), Some(0), "model pull {args:?}");
+        PathBuf::from(String::from_utf8(pull.stdout).unwrap().trim())
+    }
+
+    fn run_command(&self, mut command: Command, args: &[&str]) -> Output {
+        let output = command.args(args).output().unwrap();
         println!(
             "$ imgdb {}\n{}{}",
             args.join(" "),
@@ -530,41 +545,19 @@ fn a_model_change_is_refused_until_reindex() {
 fn model_pull_fetches_from_the_hub_and_becomes_the_default() {
     let world = World::new();
     let hub = hub::serve(root().join("fixtures/models/tiny-clip"), None);
-    let pull = world
-        .command()
-        .args(["model", "pull"])
-        .env("HF_ENDPOINT", &hub.endpoint)
-        .output()
-        .unwrap();
-    assert_eq!(
-        pull.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&pull.stderr)
-    );
-    let folder = PathBuf::from(String::from_utf8(pull.stdout).unwrap().trim());
+    let folder = world.pull(&hub.endpoint, &[]);
     assert!(
         folder.join("onnx/vision_model.onnx").exists(),
         "{}",
         folder.display()
     );
     // No --model: the pulled default is used.
-    let ingest = world
-        .command()
-        .args(["ingest", &world.photos().to_string_lossy()])
-        .output()
-        .unwrap();
+    let photos = world.photos().to_string_lossy().into_owned();
     assert_eq!(
-        ingest.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&ingest.stderr)
+        world.run_default(&["ingest", &photos]).status.code(),
+        Some(0)
     );
-    let query = world
-        .command()
-        .args(["query", "a red circle", "-k", "3", "--paths"])
-        .output()
-        .unwrap();
+    let query = world.run_default(&["query", "a red circle", "-k", "3", "--paths"]);
     let listed = String::from_utf8_lossy(&query.stdout);
     assert_eq!(listed.lines().count(), 3, "{listed}");
     assert!(listed.lines().all(|p| p.contains("red_circle")), "{listed}");
@@ -592,60 +585,26 @@ fn model_pull_fetches_from_the_hub_and_becomes_the_default() {
 fn model_pull_fetches_one_variant() {
     let world = World::new();
     let hub = hub::serve(root().join("fixtures/models/tiny-clip"), None);
-    let pull = world
-        .command()
-        .args(["model", "pull", "--variant", "int8"])
-        .env("HF_ENDPOINT", &hub.endpoint)
-        .output()
-        .unwrap();
-    assert_eq!(
-        pull.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&pull.stderr)
-    );
-    let folder = PathBuf::from(String::from_utf8(pull.stdout).unwrap().trim());
+    let folder = world.pull(&hub.endpoint, &["--variant", "int8"]);
     assert!(folder.join("onnx/vision_model_int8.onnx").exists());
     assert!(folder.join("onnx/text_model_int8.onnx").exists());
     assert!(!folder.join("onnx/vision_model.onnx").exists());
 
-    let fp32 = world
-        .command()
-        .args(["ingest", &world.photos().to_string_lossy()])
-        .output()
-        .unwrap();
+    // Without its fp32 towers the folder runs only as int8 (exit 5: the
+    // model is unusable as asked).
+    let photos = world.photos().to_string_lossy().into_owned();
     assert_eq!(
-        fp32.status.code(),
-        Some(5),
-        "{}",
-        String::from_utf8_lossy(&fp32.stderr)
+        world.run_default(&["ingest", &photos]).status.code(),
+        Some(5)
     );
-    let int8 = world
-        .command()
-        .args([
-            "--model-variant",
-            "int8",
-            "ingest",
-            &world.photos().to_string_lossy(),
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        int8.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&int8.stderr)
-    );
-    let stats = world.command().args(["stats", "--json"]).output().unwrap();
+    let int8 = world.run_default(&["--model-variant", "int8", "ingest", &photos]);
+    assert_eq!(int8.status.code(), Some(0));
+    let stats = world.run_default(&["stats", "--json"]);
     let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).unwrap();
     assert_eq!(stats["variant"], "int8");
     assert_eq!(stats["images"], 180);
 
-    let auto = world
-        .command()
-        .args(["model", "pull", "--variant", "auto"])
-        .output()
-        .unwrap();
+    let auto = world.run_default(&["model", "pull", "--variant", "auto"]);
     assert_eq!(auto.status.code(), Some(2));
 }
 
