@@ -31,6 +31,15 @@ for model in sorted(models.iterdir()):
             merged.update(value)
     (out / f"{model.name}-merged.json").write_text(json.dumps(merged))
 PY
+# Every caption of the tokenizer parity corpus, as its own file.
+python3 - "$fixtures/text/captions.jsonl" corpus/text_query <<'PY'
+import json, sys
+from pathlib import Path
+out = Path(sys.argv[2])
+out.mkdir(parents=True, exist_ok=True)
+for n, line in enumerate(Path(sys.argv[1]).read_text().splitlines()):
+    (out / f"caption-{n:03}").write_text(json.loads(line)["text"])
+PY
 mkdir -p corpus/query_arguments
 for arg in 2024-05-01 2024-05-01T10:30:00Z 2024-05-01T10:30:00+02:00 jpeg TIF webp; do
   printf '%s' "$arg" >"corpus/query_arguments/$arg"

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::index::flat::{Codes, FlatGraph};
 use crate::index::snapshot;
-use crate::model::{ModelFolder, PreprocessConfig, Preprocessor};
+use crate::model::{ModelFolder, PreprocessConfig, Preprocessor, TextTokenizer};
 use crate::store::codec;
 use crate::store::record::ImageRecord;
 use crate::store::{Failure, FailureV1};
@@ -108,6 +108,32 @@ pub fn decode_flat_graph(data: &[u8]) {
             assert!(row < rows);
         }
     }
+}
+
+/// Any bytes (read as UTF-8, invalid sequences replaced) as the text of a
+/// query, through the tiny model's tokenizer as every text query goes:
+/// OpenAI CLIP's cleaning (the ftfy port, HTML entities), then
+/// `tokenizer.json`. Ids of the vocabulary, at most the context length,
+/// the start and end tokens in place; never a panic.
+pub fn text_query(data: &[u8]) {
+    static TOKENIZER: OnceLock<TextTokenizer> = OnceLock::new();
+    let tokenizer = TOKENIZER.get_or_init(|| {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/models/tiny-clip/tokenizer.json");
+        TextTokenizer::load(&path, 77).expect("the fixture tokenizer")
+    });
+    let text = String::from_utf8_lossy(data);
+    let ids = tokenizer
+        .encode(&[&text])
+        .expect("any text tokenizes")
+        .remove(0);
+    assert!((2..=77).contains(&ids.len()), "{} ids", ids.len());
+    assert_eq!(ids[0], 49406, "the start token first");
+    assert_eq!(*ids.last().expect("two ids"), 49407, "the end token last");
+    assert!(
+        ids.iter().all(|&id| id < 49408),
+        "an id outside the vocabulary"
+    );
 }
 
 /// A folder of each model layout (Hugging Face, Immich) whose every
