@@ -32,9 +32,11 @@ use super::preprocess::Transparency;
 use crate::error::{Error, ImageError, Result};
 use crate::types::ImageFormat;
 
+mod avif;
 mod bmp;
 mod heif;
 mod tiff;
+mod yuv;
 
 /// A decoded image.
 pub struct Decoded {

@@ -6,6 +6,10 @@
 //! is not applied again (pillow-heif resets it, Pillow's AVIF plugin replaces
 //! it with the transformations). libheif decodes from memory in one call,
 //! bounded by `max_pixels` (as JPEGs are), not by the time budget.
+//!
+//! AVIF files that `avif.rs` reproduces exactly as Pillow's libavif decodes
+//! them (8-bit, a known matrix) take that path instead; libheif reads their
+//! `colr` box for it and decodes every other file.
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -56,6 +60,22 @@ pub(super) fn decode(
     // The handle's size is the one after the transformations.
     let (width, height) = (handle.width(), handle.height());
     limits.check_dimensions(path, width, height)?;
+    if format == ImageFormat::Avif
+        && let Some(nclx) = handle.color_profile_nclx()
+    {
+        let nclx = super::avif::Nclx {
+            matrix: nclx.matrix_coefficients(),
+            full_range: nclx.full_range_flag() != 0,
+        };
+        if let Some(image) = super::avif::decode(bytes, nclx, limits) {
+            return Ok(Decoded {
+                width: image.width(),
+                height: image.height(),
+                rgb: to_rgb(image, transparency),
+                format,
+            });
+        }
+    }
     let alpha = handle.has_alpha_channel();
     let chroma = if alpha {
         RgbChroma::Rgba
