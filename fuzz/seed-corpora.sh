@@ -9,7 +9,8 @@ fixtures=../fixtures
 seed() { mkdir -p "corpus/$1"; cp -n "${@:2}" "corpus/$1/"; }
 
 seed decode_image "$fixtures"/parity/images/* "$fixtures"/photos/*.jpg "$fixtures"/photos/*.png \
-  "$fixtures"/formats/*.avif "$fixtures"/formats/*.heic "$fixtures"/formats/*.tif
+  "$fixtures"/formats/*.avif "$fixtures"/formats/*.heic "$fixtures"/formats/*.tif \
+  regressions/decode_image/*.avif
 snapshot=$(ls -d "$fixtures"/databases/v1/index/snapshot-*)
 seed snapshot_header "$snapshot/header"
 seed flat_graph "$snapshot/flat.bin"
