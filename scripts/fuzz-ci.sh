@@ -7,8 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 seconds=${FUZZ_SECONDS:-8}
-# Leaks inside system C libraries that imgdb cannot free, each measured (fuzz/lsan.supp).
-export LSAN_OPTIONS="suppressions=$PWD/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
+# Leaks inside system C libraries that imgdb cannot free, each measured (fuzz/lsan.supp),
+# matched on full stacks (the fast unwinder stops at the first C frame).
+export LSAN_OPTIONS="suppressions=$PWD/lsan.supp:fast_unwind_on_malloc=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 
 cargo +nightly fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 
