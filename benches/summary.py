@@ -1,5 +1,5 @@
 """Prints the side-by-side table of benches/compare.sh and the summary lines
-`imgdb/<peer> QPS at recall@10>=0.95: R`."""
+`imgdb/<peer> QPS at recall@10>=0.95: R` and `imgdb/hnswlib build rate: R`."""
 import json
 import os
 import sys
@@ -15,6 +15,17 @@ def load(path):
 def best_qps(rows, system):
     ok = [r for r in rows if r.get("phase") == "search" and r["system"] == system and r["recall_at_10"] >= TARGET]
     return max(ok, key=lambda r: r["qps"]) if ok else None
+
+
+def build_rates(rows):
+    """The build-rate lines: `Db::insert` (prepare) and the bulk rebuild, each over hnswlib's."""
+    theirs = next((r for r in rows if r.get("phase") == "build" and r.get("system") == "hnswlib"), None)
+    ours = [("imgdb", "prepare", "insert_vectors_per_s"), ("imgdb-rebuilt", "rebuild", "build_vectors_per_s")]
+    for system, phase, key in ours:
+        r = next((r for r in rows if r.get("phase") == phase), None)
+        if r and theirs:
+            print(f"{system}/hnswlib build rate: {r[key] / theirs['build_vectors_per_s']:.2f} "
+                  f"({system} {r[key]:.0f} vectors/s, hnswlib {theirs['build_vectors_per_s']:.0f})")
 
 
 def main():
@@ -42,6 +53,7 @@ def main():
                   f"(imgdb {ours['qps']:.0f} at ef {ours['ef']}, {peer} {theirs['qps']:.0f} at ef {theirs['ef']})")
         else:
             print(f"imgdb/{peer} QPS at recall@10>={TARGET}: n/a (a system never reached the target)")
+    build_rates(rows)
 
 
 if __name__ == "__main__":
