@@ -170,6 +170,7 @@ mod x86 {
         let mut s0 = _mm256_setzero_si256();
         let mut s1 = _mm256_setzero_si256();
         let mut i = 0;
+        // SAFETY: every load reads 32 bytes at offsets below `n` of both slices.
         unsafe {
             while i + 64 <= n {
                 let a0 = _mm256_loadu_si256(pa.add(i).cast());
