@@ -18,36 +18,47 @@ use std::io::Cursor;
 
 use dav1d::{PixelLayout, PlanarImageComponent};
 use image::{DynamicImage, RgbImage, RgbaImage};
-use libheif_rs::MatrixCoefficients;
-use mp4parse::{ImageMirror, ImageRotation, ParseStrictness};
+use mp4parse::{ImageMirror, ImageRotation, NclxColourInformation, ParseStrictness};
 
 use super::DecodeLimits;
 use super::yuv::{Coefficients, Matrix, Plane, Subsampling, to_rgb};
 
-/// The `colr` box's matrix and range, as libheif read them.
-pub(super) struct Nclx {
-    /// The matrix coefficients.
-    pub(super) matrix: MatrixCoefficients,
-    /// Full (true) or limited range.
-    pub(super) full_range: bool,
+/// mp4parse's [`NclxColourInformation`] (the `colr` box), `#[repr(C)]` for
+/// its C API with private fields: read through the same layout, which is
+/// why mp4parse is pinned. (libheif-rs 0.20's accessor leaks libheif's copy
+/// when libheif returns it with an error: found by the decode_image fuzz
+/// target.)
+#[repr(C)]
+struct Nclx {
+    _colour_primaries: u8,
+    _transfer_characteristics: u8,
+    matrix_coefficients: u8,
+    full_range: bool,
 }
+
+// The layout read through must be at least as large as mp4parse's.
+const _: () = assert!(size_of::<Nclx>() == size_of::<NclxColourInformation>());
 
 /// The primary image as 8-bit RGB or RGBA, oriented, or `None` where this
 /// path does not reproduce libavif (see the module documentation).
-pub(super) fn decode(bytes: &[u8], nclx: Nclx, limits: &DecodeLimits) -> Option<DynamicImage> {
-    let matrix = match nclx.matrix {
-        MatrixCoefficients::ITU_R_BT_709_5 => Matrix::Bt709,
-        // libavif reads unspecified as BT.601.
-        MatrixCoefficients::ITU_R_BT_470_6_System_B_G
-        | MatrixCoefficients::ITU_R_BT_601_6
-        | MatrixCoefficients::Unspecified => Matrix::Bt601,
-        MatrixCoefficients::ITU_R_BT_2020_2_NonConstantLuminance => Matrix::Bt2020,
-        _ => return None,
-    };
+pub(super) fn decode(bytes: &[u8], limits: &DecodeLimits) -> Option<DynamicImage> {
     let context = mp4parse::read_avif(&mut Cursor::new(bytes), ParseStrictness::Normal).ok()?;
     if context.premultiplied_alpha {
         return None;
     }
+    let nclx: *const NclxColourInformation = context.nclx_colour_information_ptr()?.ok()?;
+    // SAFETY: the pointer is not null (mp4parse returns one only for a box
+    // it holds) and points into `context`, alive here, at a `#[repr(C)]`
+    // struct of `Nclx`'s layout.
+    let nclx = unsafe { &*nclx.cast::<Nclx>() };
+    // CICP matrix coefficients (ITU-T H.273); libavif reads unspecified (2)
+    // as BT.601.
+    let matrix = match nclx.matrix_coefficients {
+        1 => Matrix::Bt709,
+        2 | 5 | 6 => Matrix::Bt601,
+        9 => Matrix::Bt2020,
+        _ => return None,
+    };
     let limit = u32::try_from(limits.max_pixels).unwrap_or(u32::MAX);
     let colour = picture(context.primary_item_coded_data()?, limit)?;
     let subsampling = match colour.pixel_layout() {

@@ -8,8 +8,8 @@
 //! bounded by `max_pixels` (as JPEGs are), not by the time budget.
 //!
 //! AVIF files that `avif.rs` reproduces exactly as Pillow's libavif decodes
-//! them (8-bit, a known matrix) take that path instead; libheif reads their
-//! `colr` box for it and decodes every other file.
+//! them (8-bit, a known matrix) take that path instead, once libheif has
+//! checked the size; libheif decodes every other file.
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -61,20 +61,14 @@ pub(super) fn decode(
     let (width, height) = (handle.width(), handle.height());
     limits.check_dimensions(path, width, height)?;
     if format == ImageFormat::Avif
-        && let Some(nclx) = handle.color_profile_nclx()
+        && let Some(image) = super::avif::decode(bytes, limits)
     {
-        let nclx = super::avif::Nclx {
-            matrix: nclx.matrix_coefficients(),
-            full_range: nclx.full_range_flag() != 0,
-        };
-        if let Some(image) = super::avif::decode(bytes, nclx, limits) {
-            return Ok(Decoded {
-                width: image.width(),
-                height: image.height(),
-                rgb: to_rgb(image, transparency),
-                format,
-            });
-        }
+        return Ok(Decoded {
+            width: image.width(),
+            height: image.height(),
+            rgb: to_rgb(image, transparency),
+            format,
+        });
     }
     let alpha = handle.has_alpha_channel();
     let chroma = if alpha {
