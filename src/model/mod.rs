@@ -332,7 +332,7 @@ impl Encoder {
             variant: folder.variant,
         };
         let provider = Provider { device, fallback };
-        info!("model {space} on {provider}");
+        info!("{space} on {provider}");
         Ok(Encoder {
             inner: Arc::new(Inner {
                 folder,
