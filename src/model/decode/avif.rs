@@ -42,6 +42,9 @@ const _: () = assert!(size_of::<Nclx>() == size_of::<NclxColourInformation>());
 /// The primary image as 8-bit RGB or RGBA, oriented, or `None` where this
 /// path does not reproduce libavif (see the module documentation).
 pub(super) fn decode(bytes: &[u8], limits: &DecodeLimits) -> Option<DynamicImage> {
+    if !boxes_fit(bytes) {
+        return None;
+    }
     let context = mp4parse::read_avif(&mut Cursor::new(bytes), ParseStrictness::Normal).ok()?;
     if context.premultiplied_alpha {
         return None;
@@ -115,6 +118,34 @@ pub(super) fn decode(bytes: &[u8], limits: &DecodeLimits) -> Option<DynamicImage
     })
 }
 
+/// Whether every top-level ISO-BMFF box ends inside the file. mp4parse
+/// reserves a box's declared size before reading it (4 GB for a 1 KB file
+/// that says so: found by the decode_image fuzz target); libheif, which
+/// checks sizes against the data, takes such a file instead.
+fn boxes_fit(bytes: &[u8]) -> bool {
+    let mut at = 0usize;
+    while at < bytes.len() {
+        let Some(header) = bytes.get(at..at + 8) else {
+            return false;
+        };
+        let size = match u32::from_be_bytes(header[..4].try_into().expect("4 bytes")) {
+            // To the end of the file.
+            0 => return true,
+            // A 64-bit size follows the type.
+            1 => match bytes.get(at + 8..at + 16) {
+                Some(large) => u64::from_be_bytes(large.try_into().expect("8 bytes")),
+                None => return false,
+            },
+            size => u64::from(size),
+        };
+        match usize::try_from(size) {
+            Ok(size) if size >= 8 && size <= bytes.len() - at => at += size,
+            _ => return false,
+        }
+    }
+    true
+}
+
 /// A dav1d plane and its stride as `yuv.rs` reads planes.
 fn view((data, stride): &(dav1d::Plane, usize)) -> Plane<'_> {
     Plane {
@@ -151,4 +182,40 @@ fn picture(coded: &[u8], frame_size_limit: u32) -> Option<dav1d::Picture> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn boxed(size: u32, kind: &[u8; 4], body: usize) -> Vec<u8> {
+        let mut b = size.to_be_bytes().to_vec();
+        b.extend_from_slice(kind);
+        b.resize(8 + body, 0);
+        b
+    }
+
+    #[test]
+    fn a_box_that_claims_more_than_the_file_is_refused() {
+        let ftyp = boxed(16, b"ftyp", 8);
+        let mut good = ftyp.clone();
+        good.extend(boxed(24, b"mdat", 16));
+        assert!(boxes_fit(&good));
+        // Size 0: to the end of the file.
+        let mut to_end = ftyp.clone();
+        to_end.extend(boxed(0, b"mdat", 100));
+        assert!(boxes_fit(&to_end));
+        // 4 GB declared, 16 bytes there; a 64-bit size likewise; a size
+        // below the header's own.
+        let mut huge = ftyp.clone();
+        huge.extend(boxed(u32::MAX, b"mdat", 16));
+        assert!(!boxes_fit(&huge));
+        let mut large = ftyp.clone();
+        large.extend(boxed(1, b"mdat", 0));
+        large.extend((1u64 << 40).to_be_bytes());
+        assert!(!boxes_fit(&large));
+        let mut tiny = ftyp;
+        tiny.extend(boxed(4, b"mdat", 0));
+        assert!(!boxes_fit(&tiny));
+    }
 }
