@@ -2,7 +2,7 @@
 //!
 //! The folder and tag parts are resolved to id sets through the store's
 //! sorted path and tag maps; the attribute parts are tested on the index's
-//! row table during the graph walk (hnsw_rs's filter hook), so a filter
+//! row table during the graph walk, so a filter
 //! never leaves a search with fewer than `k` results while matches exist
 //! further out.
 

@@ -11,9 +11,7 @@
 //! `tests/faults.rs`).
 //!
 //! Not covered: sled's own files (the store has its own durability, with a
-//! hook at its commit, [`Storage::check_commit`]) and the bytes hnsw_rs
-//! writes when it dumps the graph (they are fsynced and digested through
-//! this seam afterwards).
+//! hook at its commit, [`Storage::check_commit`]).
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -50,8 +48,6 @@ pub trait Storage: Send + Sync {
     fn create(&self, path: &Path) -> io::Result<Box<dyn StorageFile>>;
     /// Opens a file for reading; returns it with its length in bytes.
     fn open(&self, path: &Path) -> io::Result<(Box<dyn Read + Send>, u64)>;
-    /// Fsyncs a file written by someone else (hnsw_rs's graph dump).
-    fn sync_file(&self, path: &Path) -> io::Result<()>;
     /// Fsyncs a directory, making the creations and renames in it durable.
     fn sync_dir(&self, path: &Path) -> io::Result<()>;
     /// Renames a file or directory, replacing a file at `to`.
@@ -123,10 +119,6 @@ impl Storage for LocalStorage {
         let file = File::open(path)?;
         let len = file.metadata()?.len();
         Ok((Box::new(file), len))
-    }
-
-    fn sync_file(&self, path: &Path) -> io::Result<()> {
-        File::open(path)?.sync_all()
     }
 
     fn sync_dir(&self, path: &Path) -> io::Result<()> {

@@ -2,8 +2,8 @@
 //!
 //! A CLIP-family model turns images and texts into vectors of one space; a
 //! [`Db`] keeps those vectors with each image's metadata in a crash-safe
-//! store (sled) and finds the nearest ones through an HNSW graph (hnsw_rs)
-//! that survives restarts without a rebuild.
+//! store (sled) and finds the nearest ones through an HNSW graph that
+//! survives restarts without a rebuild.
 //!
 //! ```
 //! use imgdb::{Db, EmbeddingSpace, NewImage, SearchOptions, ContentHash, ImageFormat, Timestamp};

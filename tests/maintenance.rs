@@ -229,7 +229,7 @@ fn delta_rows_sets_the_refresh_size() {
     // Through the graph (no exact scan), every sampled image is among the
     // ten nearest to its own vector. First place is not asserted: on
     // uniform random vectors a graph walk over quantized codes may rank a
-    // near neighbour first (hnsw_rs draws its layers at random).
+    // near neighbour first.
     let options = SearchOptions {
         k: 10,
         ef: Some(200),

@@ -1115,8 +1115,8 @@ impl Inner {
         }
         let (live, dead) = self.index.counts();
         if live + dead == 0 {
-            // hnsw_rs cannot dump an empty graph, and an empty index needs no
-            // snapshot: the store (the log, when one was pruned) rebuilds it.
+            // An empty index needs no snapshot: the store (the log, when one
+            // was pruned) rebuilds it.
             return Ok(());
         }
         let frozen = self.index.freeze();

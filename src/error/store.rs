@@ -82,16 +82,6 @@ pub enum SnapshotError {
         #[source]
         source: std::io::Error,
     },
-
-    /// hnsw_rs failed to dump its graph.
-    #[error("cannot write the index snapshot in {path}: the HNSW library failed")]
-    Dump {
-        /// The snapshot directory.
-        path: PathBuf,
-        /// The HNSW library's error.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
 }
 
 impl SnapshotError {

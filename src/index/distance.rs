@@ -8,37 +8,9 @@
 //! vector, and the few candidates it returns are re-ranked with the exact
 //! vectors. BENCHMARKS.md records what each step gave.
 //!
-//! The kernels use AVX2 (+FMA) when the CPU has it, detected at run time, and
-//! portable code otherwise; both give the same results up to float rounding.
-
-use hnsw_rs::prelude::Distance;
-
-/// The element type of the vectors stored in the graph.
-pub(crate) type Quantized = i8;
-
-/// Trailing bytes of a quantized vector that hold its `f32` scale.
-const SCALE_BYTES: usize = 4;
-
-/// The graph's distance: `1 - dot` of two quantized unit vectors.
-///
-/// hnsw_rs records this type's name in its dump and refuses to reload a dump
-/// made with another name: renaming it forces one rebuild of old snapshots.
-#[derive(Default, Clone, Copy, Debug)]
-pub(crate) struct QuantizedDot;
-
-impl Distance<Quantized> for QuantizedDot {
-    fn eval(&self, a: &[Quantized], b: &[Quantized]) -> f32 {
-        let n = a.len() - SCALE_BYTES;
-        let dot = dot_i8(&a[..n], &b[..n]) as f32 * scale(a) * scale(b);
-        // hnsw_rs expects distances >= 0.
-        (1.0 - dot).max(0.0)
-    }
-}
-
-fn scale(q: &[Quantized]) -> f32 {
-    let tail = &q[q.len() - SCALE_BYTES..];
-    f32::from_le_bytes([tail[0] as u8, tail[1] as u8, tail[2] as u8, tail[3] as u8])
-}
+//! The kernels use AVX-512 (the `i8` one with VNNI's `vpdpbusd`) or AVX2 (+FMA)
+//! when the CPU has them, detected at run time, and portable code otherwise;
+//! all give the same results up to float rounding (the `i8` ones exactly).
 
 /// Quantizes a vector symmetrically to `i8`: codes `round(x / step)` with
 /// `step = max|x| / 127`, so that `dot(a, b) ≈ dot_i8(qa, qb) · step_a · step_b`.
@@ -52,19 +24,15 @@ pub(crate) fn quantize_parts(v: &[f32]) -> (Vec<i8>, f32) {
     (codes, step)
 }
 
-/// The form hnsw_rs stores: the codes followed by the step as four
-/// little-endian bytes (its distance sees one slice per point).
-pub(crate) fn quantize(v: &[f32]) -> Vec<Quantized> {
-    let (mut codes, step) = quantize_parts(v);
-    codes.extend(step.to_le_bytes().map(|b| b as i8));
-    codes
-}
-
 /// The exact dot product of two `f32` vectors of equal length.
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     #[cfg(target_arch = "x86_64")]
     {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU supports AVX-512F (checked just above).
+            return unsafe { x86::dot_f32_avx512(a, b) };
+        }
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: the CPU supports AVX2 and FMA (checked just above).
@@ -75,12 +43,16 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// The dot product of two `i8` vectors of equal length, exactly, in `i32`,
-/// when `b` holds no -128 ([`quantize`] never makes one; with one the AVX2
-/// kernel may be off, though never unsound).
+/// when `b` holds no -128 ([`quantize_parts`] never makes one; with one the
+/// SIMD kernels may be off, though never unsound).
 pub(crate) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
     assert_eq!(a.len(), b.len());
     #[cfg(target_arch = "x86_64")]
     {
+        if x86::has_vnni() {
+            // SAFETY: the CPU supports AVX-512 BW and VNNI (checked just above).
+            return unsafe { x86::dot_i8_vnni(a, b) };
+        }
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU supports AVX2 (checked just above).
             return unsafe { x86::dot_i8(a, b) };
@@ -118,6 +90,94 @@ mod portable {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use std::arch::x86_64::*;
+
+    /// Whether the CPU has what [`dot_i8_vnni`] needs.
+    pub fn has_vnni() -> bool {
+        std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512vnni")
+    }
+
+    /// # Safety
+    /// The CPU must support AVX-512F; `a` and `b` must have equal lengths.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn dot_f32_avx512(a: &[f32], b: &[f32]) -> f32 {
+        let n = a.len();
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        let mut s0 = _mm512_setzero_ps();
+        let mut s1 = _mm512_setzero_ps();
+        let mut i = 0;
+        // SAFETY: every full load reads 16 floats below `n`; the masked
+        // load of the tail reads only the lanes below `n`.
+        unsafe {
+            while i + 32 <= n {
+                s0 = _mm512_fmadd_ps(_mm512_loadu_ps(pa.add(i)), _mm512_loadu_ps(pb.add(i)), s0);
+                s1 = _mm512_fmadd_ps(
+                    _mm512_loadu_ps(pa.add(i + 16)),
+                    _mm512_loadu_ps(pb.add(i + 16)),
+                    s1,
+                );
+                i += 32;
+            }
+            while i < n {
+                let mask: __mmask16 = if n - i >= 16 {
+                    u16::MAX
+                } else {
+                    (1u16 << (n - i)) - 1
+                };
+                let x = _mm512_maskz_loadu_ps(mask, pa.add(i));
+                let y = _mm512_maskz_loadu_ps(mask, pb.add(i));
+                s0 = _mm512_fmadd_ps(x, y, s0);
+                i += 16;
+            }
+        }
+        _mm512_reduce_add_ps(_mm512_add_ps(s0, s1))
+    }
+
+    /// # Safety
+    /// The CPU must support AVX-512 BW and VNNI; `a` and `b` must have equal
+    /// lengths.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn dot_i8_vnni(a: &[i8], b: &[i8]) -> i32 {
+        let n = a.len();
+        let (pa, pb) = (a.as_ptr(), b.as_ptr());
+        // `vpdpbusd` multiplies unsigned by signed bytes and adds each four
+        // into an i32 lane, without saturation: |a| (as unsigned, so -128
+        // is 128) times b with a's sign is a·b, 64 bytes an instruction.
+        #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+        fn step(acc: __m512i, a: __m512i, b: __m512i) -> __m512i {
+            let negative = _mm512_movepi8_mask(a);
+            let signed_b = _mm512_mask_sub_epi8(b, negative, _mm512_setzero_si512(), b);
+            _mm512_dpbusd_epi32(acc, _mm512_abs_epi8(a), signed_b)
+        }
+        let mut s0 = _mm512_setzero_si512();
+        let mut s1 = _mm512_setzero_si512();
+        let mut i = 0;
+        // SAFETY: every full load reads 64 bytes below `n`; the masked load
+        // of the tail reads only the bytes below `n`.
+        unsafe {
+            while i + 128 <= n {
+                let a0 = _mm512_loadu_si512(pa.add(i).cast());
+                let b0 = _mm512_loadu_si512(pb.add(i).cast());
+                let a1 = _mm512_loadu_si512(pa.add(i + 64).cast());
+                let b1 = _mm512_loadu_si512(pb.add(i + 64).cast());
+                s0 = step(s0, a0, b0);
+                s1 = step(s1, a1, b1);
+                i += 128;
+            }
+            while i < n {
+                let mask: __mmask64 = if n - i >= 64 {
+                    u64::MAX
+                } else {
+                    (1u64 << (n - i)) - 1
+                };
+                let a0 = _mm512_maskz_loadu_epi8(mask, pa.add(i));
+                let b0 = _mm512_maskz_loadu_epi8(mask, pb.add(i));
+                s0 = step(s0, a0, b0);
+                i += 64;
+            }
+        }
+        _mm512_reduce_add_epi32(_mm512_add_epi32(s0, s1))
+    }
 
     /// # Safety
     /// The CPU must support AVX2 and FMA; `a` and `b` must have equal lengths.
@@ -228,8 +288,8 @@ mod tests {
                 // SAFETY: the CPU supports AVX2 and FMA (checked above).
                 let simd = unsafe { x86::dot_f32(&a, &b) };
                 assert!((simd - portable::dot_f32(&a, &b)).abs() < 1e-5, "dim {dim}");
-                let (qa, qb) = (quantize(&a), quantize(&b));
-                let (qa, qb) = (&qa[..dim], &qb[..dim]);
+                let (qa, qb) = (quantize_parts(&a).0, quantize_parts(&b).0);
+                let (qa, qb) = (&qa[..], &qb[..]);
                 // SAFETY: as above.
                 let simd = unsafe { x86::dot_i8(qa, qb) };
                 assert_eq!(simd, portable::dot_i8(qa, qb), "dim {dim}");
@@ -253,16 +313,50 @@ mod tests {
         eprintln!("SKIPPED simd_and_portable_kernels_agree: no AVX2 and FMA on this CPU");
     }
 
+    /// The same for the AVX-512 kernels, with every tail length of the
+    /// masked loads; says it skipped on a CPU without AVX-512 BW and VNNI.
+    #[test]
+    fn avx512_and_portable_kernels_agree() {
+        #[cfg(target_arch = "x86_64")]
+        if x86::has_vnni() {
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
+            for dim in (0..=130).chain([512, 515, 768]) {
+                let (a, b) = (unit(&mut rng, dim.max(1)), unit(&mut rng, dim.max(1)));
+                let (a, b) = (&a[..dim], &b[..dim]);
+                // SAFETY: the CPU supports AVX-512 F, BW and VNNI (checked above).
+                let simd = unsafe { x86::dot_f32_avx512(a, b) };
+                assert!((simd - portable::dot_f32(a, b)).abs() < 1e-5, "dim {dim}");
+                let (qa, qb) = (quantize_parts(a).0, quantize_parts(b).0);
+                // SAFETY: as above.
+                let simd = unsafe { x86::dot_i8_vnni(&qa, &qb) };
+                assert_eq!(simd, portable::dot_i8(&qa, &qb), "dim {dim}");
+            }
+            for (x, y) in [
+                (127, 127),
+                (-127, 127),
+                (-127, -127),
+                (-128, 127),
+                (-128, -127),
+            ] {
+                let (a, b) = (vec![x; 200], vec![y; 200]);
+                // SAFETY: as above.
+                let simd = unsafe { x86::dot_i8_vnni(&a, &b) };
+                assert_eq!(simd, portable::dot_i8(&a, &b), "{x} · {y}");
+            }
+            return;
+        }
+        eprintln!("SKIPPED avx512_and_portable_kernels_agree: no AVX-512 BW and VNNI on this CPU");
+    }
+
     #[test]
     fn quantized_distance_approximates_the_exact_one() {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
         for _ in 0..100 {
             let (a, b) = (unit(&mut rng, 512), unit(&mut rng, 512));
             let exact = 1.0 - dot(&a, &b);
-            let approx = QuantizedDot.eval(&quantize(&a), &quantize(&b));
+            let ((qa, sa), (qb, sb)) = (quantize_parts(&a), quantize_parts(&b));
+            let approx = 1.0 - dot_i8(&qa, &qb) as f32 * sa * sb;
             assert!((exact - approx).abs() < 0.01, "{exact} vs {approx}");
         }
-        let a = unit(&mut rng, 512);
-        assert!(QuantizedDot.eval(&quantize(&a), &quantize(&a)) < 0.01);
     }
 }

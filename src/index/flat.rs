@@ -1,14 +1,14 @@
-//! The search layout: the HNSW graph's links copied out of hnsw_rs into flat
-//! arrays, walked by our own search loop.
+//! The search layout: the HNSW graph's links in flat arrays, walked by our
+//! own search loop.
 //!
-//! hnsw_rs keeps each point behind two `Arc`s with a locked neighbour list,
-//! so a search chases two dependent pointers per visited neighbour before it
-//! reads a byte of the vector; profiling showed four fifths of its search
-//! time in those loads. Here a node's layer-0 links are one contiguous slice
-//! of `u32` row numbers and vectors are rows of one array, so a visit costs
-//! one cache miss, and the next neighbours' vectors are prefetched while the
-//! current one is scored. hnsw_rs still builds the graph and persists it;
-//! this copy is refreshed from it (see `VectorIndex::apply`).
+//! A node's layer-0 links are one contiguous slice of `u32` row numbers and
+//! vectors are rows of one array, so a visit costs one cache miss, and the
+//! next neighbours' vectors are prefetched while the current one is scored
+//! (hnsw_rs, which built imgdb's graphs before, kept each point behind two
+//! `Arc`s with a locked list: four fifths of its search time went to those
+//! loads). The builder (`graph.rs`) keeps the same layout with atomic links;
+//! this copy of it is refreshed from it (see `VectorIndex::apply`) and is
+//! what snapshots persist.
 
 use std::cell::RefCell;
 use std::cmp::Reverse;
@@ -18,7 +18,7 @@ use super::distance::dot_i8;
 
 /// A distance that orders totally (graph distances are finite).
 #[derive(Clone, Copy)]
-struct Dist(f32);
+pub(crate) struct Dist(pub f32);
 
 impl PartialEq for Dist {
     fn eq(&self, other: &Dist) -> bool {
@@ -59,14 +59,22 @@ impl Codes<'_> {
 
     #[inline]
     fn prefetch(&self, row: u32) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-            let start = row as usize * self.dim;
-            for offset in (start..start + self.dim).step_by(64) {
-                // SAFETY: the address is inside `codes`; a prefetch never faults.
-                unsafe { _mm_prefetch(self.codes.as_ptr().add(offset).cast(), _MM_HINT_T0) };
-            }
+        prefetch_code(self.codes, self.dim, row);
+    }
+}
+
+/// Asks the CPU to load row `row`'s `dim` codes into the cache, so that
+/// scoring the next neighbours does not wait on memory.
+#[inline]
+pub(crate) fn prefetch_code(codes: &[i8], dim: usize, row: u32) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let start = row as usize * dim;
+        debug_assert!(start + dim <= codes.len());
+        for offset in (start..start + dim).step_by(64) {
+            // SAFETY: the address is inside `codes`; a prefetch never faults.
+            unsafe { _mm_prefetch(codes.as_ptr().add(offset).cast(), _MM_HINT_T0) };
         }
     }
 }
@@ -87,12 +95,34 @@ pub(crate) struct FlatGraph {
     pub upper: Vec<u32>,
     /// The entry point (a row on the top layer), if any.
     pub entry: Option<u32>,
+    /// `(point, twin)` pairs, sorted: rows that copy a point and have no
+    /// links of their own (see `graph.rs`). A search that scores the point
+    /// returns its twins with it.
+    pub twins: Vec<(u32, u32)>,
 }
 
 thread_local! {
     /// Per-thread visit marks: a row is visited when its mark equals the
     /// current epoch, so clearing is a counter increment.
     static VISITED: RefCell<(Vec<u32>, u32)> = const { RefCell::new((Vec::new(), 0)) };
+}
+
+/// Runs `walk` with this thread's visit marks for `rows` rows and a fresh
+/// epoch: a row is visited in this walk when its mark equals the epoch.
+pub(crate) fn with_visit_marks<R>(rows: usize, walk: impl FnOnce(&mut [u32], u32) -> R) -> R {
+    VISITED.with(|visited| {
+        let mut visited = visited.borrow_mut();
+        let (marks, epoch) = &mut *visited;
+        if marks.len() < rows {
+            marks.resize(rows, 0);
+        }
+        *epoch = epoch.wrapping_add(1);
+        if *epoch == 0 {
+            marks.fill(0);
+            *epoch = 1;
+        }
+        walk(marks, *epoch)
+    })
 }
 
 impl FlatGraph {
@@ -113,49 +143,14 @@ impl FlatGraph {
         self.levels.len()
     }
 
-    /// The graph whose row `r` has the links `links[r]` per layer.
-    pub fn from_links(m: usize, links: &[Vec<Vec<u32>>]) -> FlatGraph {
-        let mut flat = FlatGraph::new(m);
-        for (row, layers) in links.iter().enumerate() {
-            flat.push(row, layers);
-        }
-        flat
-    }
-
-    /// Adds row `row` (rows must come in order) with its links per layer.
-    pub fn push(&mut self, row: usize, layers: &[Vec<u32>]) {
-        debug_assert_eq!(row, self.levels.len());
-        let level = layers.len().saturating_sub(1) as u8;
-        self.levels.push(level);
-        let m0 = self.m0();
-        let layer0 = layers.first().map(Vec::as_slice).unwrap_or_default();
-        let count = layer0.len().min(m0);
-        self.links0.push(count as u32);
-        self.links0.extend_from_slice(&layer0[..count]);
-        self.links0.extend(std::iter::repeat_n(0, m0 - count));
-        if level == 0 {
-            self.upper_offsets.push(u32::MAX);
-        } else {
-            self.upper_offsets.push(self.upper.len() as u32);
-            for links in &layers[1..] {
-                let count = links.len().min(self.m);
-                self.upper.push(count as u32);
-                self.upper.extend_from_slice(&links[..count]);
-                self.upper.extend(std::iter::repeat_n(0, self.m - count));
-            }
-        }
-        if self.entry.is_none_or(|e| level > self.levels[e as usize]) {
-            self.entry = Some(row as u32);
-        }
-    }
-
     fn layer0(&self, row: u32) -> &[u32] {
         let start = row as usize * (self.m0() + 1);
         let count = self.links0[start] as usize;
         &self.links0[start + 1..start + 1 + count]
     }
 
-    fn upper_layer(&self, row: u32, layer: u8) -> &[u32] {
+    /// Row `row`'s links on `layer`, 1 to its level.
+    pub fn upper_layer(&self, row: u32, layer: u8) -> &[u32] {
         let start = self.upper_offsets[row as usize] as usize + (layer as usize - 1) * (self.m + 1);
         let count = self.upper[start] as usize;
         &self.upper[start + 1..start + 1 + count]
@@ -170,6 +165,14 @@ impl FlatGraph {
             return false;
         }
         if self.entry.is_some_and(|e| e >= n) || (self.entry.is_none() && n > 0) {
+            return false;
+        }
+        let twins_ok = self.twins.is_sorted()
+            && self
+                .twins
+                .iter()
+                .all(|&(point, twin)| point < n && twin < n && point != twin);
+        if !twins_ok {
             return false;
         }
         let layer0_ok = self.links0.chunks_exact(m0 + 1).all(|node| {
@@ -215,8 +218,9 @@ impl FlatGraph {
             loop {
                 let mut moved = false;
                 for &next in self.upper_layer(entry, layer) {
-                    // hnsw_rs may list a lower-level point on an upper layer;
-                    // stepping onto it would leave the layer.
+                    // A graph built by hnsw_rs (snapshot format 1) may list a
+                    // lower-level point on an upper layer; stepping onto it
+                    // would leave the layer.
                     if self.levels[next as usize] < layer {
                         continue;
                     }
@@ -233,19 +237,7 @@ impl FlatGraph {
             }
         }
 
-        VISITED.with(|visited| {
-            let mut visited = visited.borrow_mut();
-            let (marks, epoch) = &mut *visited;
-            if marks.len() < self.len() {
-                marks.resize(self.len(), 0);
-            }
-            *epoch = epoch.wrapping_add(1);
-            if *epoch == 0 {
-                marks.fill(0);
-                *epoch = 1;
-            }
-            let epoch = *epoch;
-
+        with_visit_marks(self.len(), |marks, epoch| {
             let mut candidates: BinaryHeap<Reverse<(Dist, u32)>> =
                 BinaryHeap::with_capacity(4 * ef);
             let mut found: BinaryHeap<(Dist, u32)> = BinaryHeap::with_capacity(ef + 1);
@@ -254,6 +246,7 @@ impl FlatGraph {
             if accept(entry as usize) {
                 found.push((Dist(entry_distance), entry));
             }
+            self.push_twins(entry, entry_distance, ef, &accept, &mut found);
             while let Some(Reverse((Dist(distance), row))) = candidates.pop() {
                 if found.len() >= ef && found.peek().is_some_and(|(worst, _)| distance > worst.0) {
                     break;
@@ -279,11 +272,38 @@ impl FlatGraph {
                                 found.pop();
                             }
                         }
+                        self.push_twins(next, d, ef, &accept, &mut found);
                     }
                 }
             }
             found.into_iter().map(|(_, row)| row as usize).collect()
         })
+    }
+
+    /// Adds the twins of `point`, scored at `distance`, that `accept` lets
+    /// through to `found`, which keeps its `ef` nearest (twins beyond `ef`
+    /// that tie with the worst are kept too: they are copies of one image,
+    /// and a search for it must be able to return every copy).
+    fn push_twins(
+        &self,
+        point: u32,
+        distance: f32,
+        ef: usize,
+        accept: &impl Fn(usize) -> bool,
+        found: &mut BinaryHeap<(Dist, u32)>,
+    ) {
+        if self.twins.is_empty() {
+            return;
+        }
+        let start = self.twins.partition_point(|&(p, _)| p < point);
+        for &(_, twin) in self.twins[start..].iter().take_while(|(p, _)| *p == point) {
+            if accept(twin as usize) {
+                found.push((Dist(distance), twin));
+            }
+        }
+        while found.len() > ef && found.peek().is_some_and(|(worst, _)| worst.0 > distance) {
+            found.pop();
+        }
     }
 
     /// The layout written into snapshots (`schema/index.md`), little-endian.
@@ -304,21 +324,45 @@ impl FlatGraph {
         {
             out.extend_from_slice(&word.to_le_bytes());
         }
+        out.extend_from_slice(&(self.twins.len() as u64).to_le_bytes());
+        for &(point, twin) in &self.twins {
+            out.extend_from_slice(&point.to_le_bytes());
+            out.extend_from_slice(&twin.to_le_bytes());
+        }
         out
     }
 
     /// The inverse of [`encode`](Self::encode); `None` when the bytes are not
-    /// a well-formed graph.
-    pub fn decode(bytes: &[u8]) -> Option<FlatGraph> {
+    /// a well-formed graph. Snapshot format 1 had no twins section
+    /// (`with_twins` false).
+    pub fn decode(bytes: &[u8], with_twins: bool) -> Option<FlatGraph> {
         let m = u32::from_le_bytes(bytes.get(0..4)?.try_into().ok()?) as usize;
         let rows = u64::from_le_bytes(bytes.get(4..12)?.try_into().ok()?) as usize;
         let entry = u32::from_le_bytes(bytes.get(12..16)?.try_into().ok()?);
         let upper_len = u64::from_le_bytes(bytes.get(16..24)?.try_into().ok()?) as usize;
         let words_needed = rows.checked_mul(2 * m + 2)?.checked_add(upper_len)?;
         let rest = bytes.get(24..)?;
-        if !(1..=256).contains(&m)
-            || rest.len() != rows.checked_add(words_needed.checked_mul(4)?)?
-        {
+        let graph_len = rows.checked_add(words_needed.checked_mul(4)?)?;
+        let (rest, twins) = if with_twins {
+            let (rest, tail) = rest.split_at_checked(graph_len)?;
+            let count = u64::from_le_bytes(tail.get(..8)?.try_into().ok()?) as usize;
+            let pairs = &tail[8..];
+            if pairs.len() != count.checked_mul(8)? {
+                return None;
+            }
+            let twins = pairs
+                .chunks_exact(8)
+                .map(|p| {
+                    let word =
+                        |i: usize| u32::from_le_bytes(p[i..i + 4].try_into().expect("4 bytes"));
+                    (word(0), word(4))
+                })
+                .collect();
+            (rest, twins)
+        } else {
+            (rest, Vec::new())
+        };
+        if !(1..=256).contains(&m) || rest.len() != graph_len {
             return None;
         }
         let (levels, words) = rest.split_at(rows);
@@ -334,6 +378,7 @@ impl FlatGraph {
             upper_offsets: words[links0_len..links0_len + rows].to_vec(),
             upper: words[links0_len + rows..].to_vec(),
             entry: (entry != u32::MAX).then_some(entry),
+            twins,
         };
         graph.is_well_formed().then_some(graph)
     }
@@ -343,6 +388,35 @@ impl FlatGraph {
 mod tests {
     use super::*;
     use crate::index::distance::quantize_parts;
+
+    impl FlatGraph {
+        /// Adds row `row` (rows must come in order) with its links per layer.
+        pub fn push(&mut self, row: usize, layers: &[Vec<u32>]) {
+            debug_assert_eq!(row, self.levels.len());
+            let level = layers.len().saturating_sub(1) as u8;
+            self.levels.push(level);
+            let m0 = self.m0();
+            let layer0 = layers.first().map(Vec::as_slice).unwrap_or_default();
+            let count = layer0.len().min(m0);
+            self.links0.push(count as u32);
+            self.links0.extend_from_slice(&layer0[..count]);
+            self.links0.extend(std::iter::repeat_n(0, m0 - count));
+            if level == 0 {
+                self.upper_offsets.push(u32::MAX);
+            } else {
+                self.upper_offsets.push(self.upper.len() as u32);
+                for links in &layers[1..] {
+                    let count = links.len().min(self.m);
+                    self.upper.push(count as u32);
+                    self.upper.extend_from_slice(&links[..count]);
+                    self.upper.extend(std::iter::repeat_n(0, self.m - count));
+                }
+            }
+            if self.entry.is_none_or(|e| level > self.levels[e as usize]) {
+                self.entry = Some(row as u32);
+            }
+        }
+    }
 
     /// A line of points 0..n on a circle arc, linked to their neighbours.
     fn line(n: usize) -> (FlatGraph, Vec<i8>, Vec<f32>) {
@@ -388,12 +462,22 @@ mod tests {
     #[test]
     fn encoding_round_trips_and_damage_is_refused() {
         let (graph, _, _) = line(10);
+        let mut graph = graph;
+        graph.twins = vec![(2, 7), (2, 9)];
         let bytes = graph.encode();
-        assert_eq!(FlatGraph::decode(&bytes), Some(graph));
-        assert_eq!(FlatGraph::decode(&bytes[..bytes.len() - 1]), None);
+        assert_eq!(FlatGraph::decode(&bytes, true), Some(graph.clone()));
+        assert_eq!(FlatGraph::decode(&bytes[..bytes.len() - 1], true), None);
+        // Format 1: no twins section.
+        let mut old = graph.clone();
+        old.twins.clear();
+        let bytes = old.encode();
+        assert_eq!(
+            FlatGraph::decode(&bytes[..bytes.len() - 8], false),
+            Some(old)
+        );
         let mut bad_link = bytes.clone();
         let first_link = 24 + 10 + 4;
         bad_link[first_link..first_link + 4].copy_from_slice(&1000u32.to_le_bytes());
-        assert_eq!(FlatGraph::decode(&bad_link), None);
+        assert_eq!(FlatGraph::decode(&bad_link, true), None);
     }
 }

@@ -2,12 +2,13 @@
 //!
 //! Three layers of data, all indexed by row (a point's number, in insertion
 //! order):
-//! - the row table: the image id of each point, whether it is alive (hnsw_rs
-//!   cannot delete, so deletes are tombstones) and the attributes filters test;
+//! - the row table: the image id of each point, whether it is alive (HNSW
+//!   graphs do not delete well, so deletes are tombstones until compaction)
+//!   and the attributes filters test;
 //! - the vectors: exact `f32` rows for re-ranking, and `i8` codes with a scale
 //!   per row that the graph walk scores with (a quarter of the bytes);
-//! - the graph: hnsw_rs builds and persists it (`graph.rs`), and a flat copy
-//!   of its links (`flat.rs`) is what searches walk. The copy covers the rows
+//! - the graph: `graph.rs` builds it, and a flat copy of its links
+//!   (`flat.rs`) is what searches walk and snapshots persist. The copy covers the rows
 //!   present when it was last refreshed; newer rows (the delta, at most a few
 //!   thousand) are scanned exactly by every search until the next refresh.
 //!   The refresh (a full copy, O(rows)) is maintenance: the database's
@@ -19,9 +20,9 @@
 //! Every record change reaches the index as a [`Change`] after the store has
 //! committed it; the index never reads or writes the store. Searches take a
 //! read lock; writers take the write lock only to append rows or swap in a
-//! refreshed copy, and insert into hnsw_rs without blocking searches.
+//! refreshed copy, and insert into the graph without blocking searches.
 //!
-//! The hnsw_rs graph holds rows `0..graphed`; rows appended while a
+//! The graph holds rows `0..graphed`; rows appended while a
 //! snapshot or a refresh holds the graph wait in the delta and are inserted
 //! by the next writes, each taking its own rows and as many again, so a
 //! write waits for the graph only when the rows it lacks grew past twice
@@ -37,15 +38,13 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use rayon::prelude::*;
-use tracing::warn;
 
 use crate::error::{Error, Result};
 use crate::store::record::ImageRecord;
 use crate::types::{ImageFormat, ImageId, Timestamp};
-use distance::{dot, quantize, quantize_parts};
+use distance::{dot, quantize_parts};
 use flat::{Codes, FlatGraph};
 use graph::Graph;
-use snapshot::StoredGraph;
 
 /// Parameters of the HNSW graph, named as in the paper (Malkov & Yashunin, 2016).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,7 +70,8 @@ impl Default for IndexParams {
 }
 
 impl IndexParams {
-    /// Checks the ranges hnsw_rs accepts (it exits the process on `m > 256`).
+    /// Checks the ranges the graph accepts (the flat layout and the
+    /// persisted parameters assume `m ≤ 256`).
     pub fn validate(&self) -> Result<()> {
         let check = |name, value: usize, range: std::ops::RangeInclusive<usize>, expected| {
             if range.contains(&value) {
@@ -156,12 +156,12 @@ pub(crate) enum Change<'a> {
 /// A search filter over a row's image id and attributes.
 pub(crate) type RowFilter<'a> = &'a (dyn Fn(ImageId, &RowAttrs) -> bool + Sync);
 
-/// The hnsw_rs graph: built in this process, or still on disk in the
-/// snapshot it was loaded from (reloading it takes far longer than the rest
-/// of a snapshot and only writers need it, so it waits for the first write).
+/// The graph: built in this process, or still only the flat copy of a
+/// loaded snapshot (the builder's copy of the links and codes is made on
+/// the first write: readers never need it).
 pub(crate) enum GraphSlot {
-    Ready(Graph),
-    Stored(StoredGraph),
+    Ready(Box<Graph>),
+    InFlat,
 }
 
 /// The index and its locks.
@@ -190,27 +190,23 @@ pub(crate) struct Frozen<'a> {
     pub watermark: u64,
 }
 
-/// What dumping a graph returns: hnsw_rs's basename, or its error.
-pub(crate) type DumpResult = std::result::Result<String, Box<dyn std::error::Error + Send + Sync>>;
-
 impl Frozen<'_> {
-    /// Dumps the graph as `basename` into `dir` and copies its links, then
-    /// releases the graph. Returns
-    /// the dump's outcome, the rows and their links.
-    pub fn dump(self, dir: &std::path::Path, basename: &str) -> (DumpResult, Vec<Row>, FlatGraph) {
+    /// The rows and the graph's links, installed as the search copy too;
+    /// releases the graph.
+    pub fn links(self) -> (Vec<Row>, FlatGraph) {
         let Frozen {
             index, graph, rows, ..
         } = self;
         let GraphSlot::Ready(ready) = &*graph else {
-            unreachable!("freeze() loads the graph")
+            unreachable!("freeze() builds the graph")
         };
-        let dumped = ready.dump(dir, basename);
-        let flat = ready.flatten(index.params.m);
+        let flat = ready.flatten();
+        drop(graph);
         index.install(flat.clone());
         // The rows written meanwhile are left to the next writes (see
         // `VectorIndex::apply`): the graph must not stay held while the
         // thread inserts them, or every write would leave its rows behind.
-        (dumped, rows, flat)
+        (rows, flat)
     }
 }
 
@@ -224,7 +220,7 @@ pub(crate) struct State {
     pub scales: Vec<f32>,
     /// The walkable copy of the graph's links, over rows `0..flat.len()`.
     pub flat: FlatGraph,
-    /// The rows the hnsw_rs graph holds (`0..graphed`), kept here so that
+    /// The rows the graph holds (`0..graphed`), kept here so that
     /// writers and the maintenance thread can tell what a refresh would
     /// gain without taking the graph.
     pub graphed: usize,
@@ -334,24 +330,23 @@ impl VectorIndex {
         watermark: u64,
     ) -> VectorIndex {
         let graph = build_graph(params, &vectors, dim);
-        let flat = graph.flatten(params.m);
+        let flat = graph.flatten();
         let state = State::new(rows, vectors, dim, flat, watermark);
-        VectorIndex::from_parts(dim, params, state, GraphSlot::Ready(graph))
+        VectorIndex::from_parts(dim, params, state, GraphSlot::Ready(Box::new(graph)))
     }
 
-    /// An index from a snapshot's parts; the hnsw_rs graph stays on disk
-    /// until a writer needs it.
+    /// An index from a snapshot's parts; the builder is made from the flat
+    /// copy when a writer first needs it.
     pub(crate) fn from_snapshot(
         dim: usize,
         params: IndexParams,
         rows: Vec<Row>,
         vectors: Vec<f32>,
         flat: FlatGraph,
-        graph: StoredGraph,
         watermark: u64,
     ) -> VectorIndex {
         let state = State::new(rows, vectors, dim, flat, watermark);
-        VectorIndex::from_parts(dim, params, state, GraphSlot::Stored(graph))
+        VectorIndex::from_parts(dim, params, state, GraphSlot::InFlat)
     }
 
     /// A new index holding only the live rows: what compaction swaps in.
@@ -403,9 +398,7 @@ impl VectorIndex {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The hnsw_rs graph, reloaded from its snapshot on first use. A graph
-    /// that does not reload (damaged since the snapshot was opened) is
-    /// rebuilt from the rows.
+    /// The graph, made from a loaded snapshot's flat copy on first use.
     fn graph(&self) -> MutexGuard<'_, GraphSlot> {
         let slot = self.graph_slot();
         self.ready(slot)
@@ -422,20 +415,22 @@ impl VectorIndex {
         }
     }
 
-    /// Reloads a stored graph in `slot`.
+    /// Makes the graph of a loaded snapshot in `slot`.
     fn ready<'a>(&self, mut slot: MutexGuard<'a, GraphSlot>) -> MutexGuard<'a, GraphSlot> {
-        if let GraphSlot::Stored(stored) = &*slot {
-            // The snapshot's rows: rows appended since wait for catch_up.
-            let graph = match snapshot::load_graph(stored) {
-                Ok(graph) => graph,
-                Err(reason) => {
-                    warn!("rebuilding the HNSW graph from the index's vectors: {reason}");
-                    build_graph(self.params, &self.read().vectors, self.dim)
-                }
+        if let GraphSlot::InFlat = &*slot {
+            let graph = {
+                let state = self.read();
+                // The snapshot's rows: rows appended since wait for catch_up.
+                Graph::from_flat(
+                    self.dim,
+                    self.params.ef_construction,
+                    &state.flat,
+                    &state.codes,
+                    &state.scales,
+                )
             };
-            // A graph rebuilt from the vectors holds rows a snapshot's lacked.
             self.write().graphed = graph.len();
-            *slot = GraphSlot::Ready(graph);
+            *slot = GraphSlot::Ready(Box::new(graph));
         }
         slot
     }
@@ -499,7 +494,7 @@ impl VectorIndex {
             let state = self.read();
             state.rows.len() - state.graphed > 2 * self.refresh_size(state.rows.len())
         };
-        let slot = if wait {
+        let mut slot = if wait {
             self.graph()
         } else {
             match self.try_graph() {
@@ -507,8 +502,8 @@ impl VectorIndex {
                 None => return,
             }
         };
-        let GraphSlot::Ready(graph) = &*slot else {
-            unreachable!("try_graph() loads the graph")
+        let GraphSlot::Ready(graph) = &mut *slot else {
+            unreachable!("try_graph() builds the graph")
         };
         // Its own rows and as many again of a backlog left by a snapshot: the
         // backlog drains over the next writes instead of stalling one.
@@ -560,9 +555,9 @@ impl VectorIndex {
         let GraphSlot::Ready(graph) = &*slot else {
             unreachable!("graph() loads the graph")
         };
-        let links = graph.links();
+        let flat = graph.flatten();
         drop(slot);
-        self.install(FlatGraph::from_links(self.params.m, &links));
+        self.install(flat);
     }
 
     /// Swaps in a flat copy unless a newer one got there first. Whoever
@@ -578,19 +573,21 @@ impl VectorIndex {
     /// Inserts the rows the graph lacks, up to row `limit`, into the graph
     /// (the slow part, without the state lock: searches go on, scanning the
     /// new rows exactly).
-    fn catch_up(&self, graph: &Graph, limit: usize) {
+    fn catch_up(&self, graph: &mut Graph, limit: usize) {
         loop {
-            let points: Vec<_> = {
+            let (codes, scales) = {
                 let state = self.read();
-                let end = state.rows.len().min(limit).min(graph.len() + 8192);
-                (graph.len()..end)
-                    .map(|row| (quantize(state.vector(row, self.dim)), row))
-                    .collect()
+                let (start, dim) = (graph.len(), self.dim);
+                let end = state.rows.len().min(limit).min(start + 8192).max(start);
+                (
+                    state.codes[start * dim..end * dim].to_vec(),
+                    state.scales[start..end].to_vec(),
+                )
             };
-            if points.is_empty() {
+            if scales.is_empty() {
                 break;
             }
-            graph.insert(&points);
+            graph.insert(&codes, &scales);
             self.write().graphed = graph.len();
         }
     }
@@ -600,13 +597,13 @@ impl VectorIndex {
     /// until [`Frozen::dump`] has dumped it. Writes go on meanwhile (their
     /// rows wait in the delta). Cheap: a copy of the row table.
     pub(crate) fn freeze(&self) -> Frozen<'_> {
-        let graph = self.graph();
+        let mut graph = self.graph();
         let (rows, watermark) = {
             let state = self.read();
             (state.rows.clone(), state.watermark)
         };
-        let GraphSlot::Ready(ready) = &*graph else {
-            unreachable!("graph() loads the graph")
+        let GraphSlot::Ready(ready) = &mut *graph else {
+            unreachable!("graph() builds the graph")
         };
         // At most the last batch or two: rows a write appended while the
         // graph was held by someone else.
@@ -699,17 +696,14 @@ impl VectorIndex {
     }
 }
 
-/// A new hnsw_rs graph of `vectors`, rows in order, inserted in parallel.
+/// A new graph of `vectors`, rows in order, inserted in parallel.
 fn build_graph(params: IndexParams, vectors: &[f32], dim: usize) -> Graph {
-    let rows = vectors.len() / dim.max(1);
-    let graph = Graph::new(params.m, params.ef_construction, rows);
-    // Chunks bound the memory of the quantized copies handed to hnsw_rs.
-    for start in (0..rows).step_by(8192) {
-        let end = (start + 8192).min(rows);
-        let points: Vec<_> = (start..end)
-            .map(|row| (quantize(&vectors[row * dim..(row + 1) * dim]), row))
-            .collect();
-        graph.insert(&points);
+    let mut graph = Graph::new(dim, params.m, params.ef_construction);
+    // Chunks bound the memory of the quantized copies.
+    for chunk in vectors.chunks(8192 * dim.max(1)) {
+        let (codes, scales): (Vec<Vec<i8>>, Vec<f32>) =
+            chunk.par_chunks(dim.max(1)).map(quantize_parts).unzip();
+        graph.insert(&codes.concat(), &scales);
     }
     graph
 }

@@ -6,20 +6,19 @@
 //! fsynced, then renamed into place, so a crash leaves either the old or the
 //! new snapshot, never a half one. Its `header` names the database it belongs
 //! to, the store sequence number it covers (the watermark) and the size and
-//! BLAKE3 digest of every other file; everything is verified before hnsw_rs
-//! is handed a byte. Layout: `schema/index.md`.
+//! BLAKE3 digest of every other file; everything is verified before a byte
+//! is used. Layout: `schema/index.md`.
 //!
-//! Opening verifies and loads everything searches need (row table, vectors,
-//! the flat copy of the links); hnsw_rs's own dump is verified and reloaded
-//! only when a writer first needs the graph ([`load_graph`]), since that
-//! reload is the slow part and a reader never needs it.
+//! Opening verifies and loads the row table, the vectors and the graph's
+//! links in the search layout; a writer resumes building from those links.
+//! Format 1 also held hnsw_rs's dump of the graph (imgdb's builder until
+//! then): its other files are read as they are, and the dump is ignored.
 //!
 //! A snapshot is only ever an accelerator: whatever is wrong with one, the
 //! caller rebuilds from the store and says why ([`RebuildReason`]).
 //!
-//! Every file operation goes through the database's [`Storage`] (hnsw_rs
-//! writes its dump itself; the dump is then fsynced and digested through
-//! it), so that tests can fail any step. A snapshot is written from a
+//! Every file operation goes through the database's [`Storage`], so that
+//! tests can fail any step. A snapshot is written from a
 //! [`Frozen`] view while writes go on (see [`VectorIndex::freeze`]).
 
 use std::fmt;
@@ -29,21 +28,22 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::flat::FlatGraph;
-use super::graph::{Graph, LoadError};
 use super::{Frozen, IndexParams, Row, RowAttrs, VectorIndex};
 use crate::error::{Error, Result, SnapshotError};
 use crate::fsio::{self, Storage};
 use crate::types::{ImageFormat, ImageId, Timestamp};
 
-/// The snapshot format this build writes and reads.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+/// The snapshot format this build writes; it also reads format 1.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+
+/// The format whose header names hnsw_rs's dump of the graph.
+const HNSW_RS_FORMAT: u32 = 1;
 
 const MAGIC: [u8; 8] = *b"\x89IMGIDX\n";
 const HEADER_FILE: &str = "header";
 const ROWS_FILE: &str = "rows.bin";
 const VECTORS_FILE: &str = "vectors.f32";
 const FLAT_FILE: &str = "flat.bin";
-const GRAPH_BASENAME: &str = "graph";
 const DIR_PREFIX: &str = "snapshot-";
 const TMP_PREFIX: &str = "tmp-";
 /// Bytes per row in `rows.bin`.
@@ -178,15 +178,6 @@ pub enum SnapshotProblem {
     MalformedLinks,
     /// The flat graph links do not match the row table.
     LinksMismatch,
-    /// hnsw_rs cannot reload its dump (its message).
-    GraphReload {
-        /// hnsw_rs's message.
-        cause: String,
-    },
-    /// hnsw_rs panicked reloading its dump.
-    GraphReloadPanicked,
-    /// The graph's point count is not the row table's.
-    GraphPointCount,
 }
 
 impl fmt::Display for SnapshotProblem {
@@ -220,15 +211,6 @@ impl fmt::Display for SnapshotProblem {
             SnapshotProblem::LinksMismatch => {
                 f.write_str("the graph links do not match the row table")
             }
-            SnapshotProblem::GraphReload { cause } => {
-                write!(f, "hnsw_rs cannot reload the graph: {cause}")
-            }
-            SnapshotProblem::GraphReloadPanicked => {
-                f.write_str("hnsw_rs panicked reloading the graph")
-            }
-            SnapshotProblem::GraphPointCount => {
-                f.write_str("the graph's point count does not match the row table")
-            }
         }
     }
 }
@@ -257,7 +239,6 @@ struct Header {
     ef_construction: u32,
     watermark: u64,
     rows: u64,
-    graph_basename: String,
     files: Vec<FileDigest>,
 }
 
@@ -269,10 +250,6 @@ struct FileDigest {
 }
 
 impl FileDigest {
-    fn is_graph_dump(&self) -> bool {
-        self.name.ends_with(".hnsw.graph") || self.name.ends_with(".hnsw.data")
-    }
-
     /// Reads the file in `dir` in blocks, handing each to `consume`, and
     /// checks the recorded size and digest: one pass, whatever the size.
     fn read_checked(
@@ -315,11 +292,6 @@ impl FileDigest {
         Ok(())
     }
 
-    /// Checks the file without keeping its bytes.
-    fn verify(&self, storage: &dyn Storage, dir: &Path) -> Result<(), RebuildReason> {
-        self.read_checked(storage, dir, |_| {})
-    }
-
     /// The file's bytes, checked.
     fn read(&self, storage: &dyn Storage, dir: &Path) -> Result<Vec<u8>, RebuildReason> {
         let mut bytes = Vec::new();
@@ -335,31 +307,6 @@ impl FileDigest {
     }
 }
 
-/// An hnsw_rs dump inside a loaded snapshot, not yet reloaded.
-pub(crate) struct StoredGraph {
-    storage: Arc<dyn Storage>,
-    dir: PathBuf,
-    /// The points it holds: the snapshot's rows.
-    rows: usize,
-    basename: String,
-    files: Vec<FileDigest>,
-}
-
-/// Verifies and reloads a stored graph, which must have its snapshot's rows.
-pub(crate) fn load_graph(stored: &StoredGraph) -> Result<Graph, RebuildReason> {
-    for file in &stored.files {
-        file.verify(&*stored.storage, &stored.dir)?;
-    }
-    let graph = Graph::load(&stored.dir, &stored.basename).map_err(|e| match e {
-        LoadError::Failed(problem) => corrupt(SnapshotProblem::GraphReload { cause: problem }),
-        LoadError::Panicked => corrupt(SnapshotProblem::GraphReloadPanicked),
-    })?;
-    if graph.len() != stored.rows {
-        return Err(corrupt(SnapshotProblem::GraphPointCount));
-    }
-    Ok(graph)
-}
-
 impl Header {
     fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -371,7 +318,6 @@ impl Header {
         out.extend_from_slice(&self.ef_construction.to_le_bytes());
         out.extend_from_slice(&self.watermark.to_le_bytes());
         out.extend_from_slice(&self.rows.to_le_bytes());
-        put_str(&mut out, &self.graph_basename);
         out.extend_from_slice(&(self.files.len() as u16).to_le_bytes());
         for file in &self.files {
             put_str(&mut out, &file.name);
@@ -397,7 +343,7 @@ impl Header {
         }
         let mut r = Reader(&bytes[MAGIC.len()..body_len]);
         let version = r.u32()?;
-        if version != SNAPSHOT_FORMAT_VERSION {
+        if version != SNAPSHOT_FORMAT_VERSION && version != HNSW_RS_FORMAT {
             return Err(RebuildReason::UnsupportedVersion { found: version });
         }
         let header = Header {
@@ -408,8 +354,11 @@ impl Header {
             ef_construction: r.u32()?,
             watermark: r.u64()?,
             rows: r.u64()?,
-            graph_basename: r.str()?,
             files: {
+                if version == HNSW_RS_FORMAT {
+                    // The dump's basename: the dump is not read.
+                    r.str()?;
+                }
                 let count = r.u16()?;
                 (0..count)
                     .map(|_| {
@@ -537,19 +486,6 @@ fn write_synced(
     })
 }
 
-/// Fsyncs a file hnsw_rs wrote, and digests it.
-fn digest_written(storage: &dyn Storage, path: &Path) -> Result<FileDigest> {
-    storage.sync_file(path).map_err(io(path))?;
-    let (file, len) = storage.open(path).map_err(io(path))?;
-    let mut hasher = blake3::Hasher::new();
-    hasher.update_reader(file).map_err(io(path))?;
-    Ok(FileDigest {
-        name: file_name(path),
-        len,
-        blake3: *hasher.finalize().as_bytes(),
-    })
-}
-
 fn file_name(path: &Path) -> String {
     path.file_name()
         .expect("a file")
@@ -559,8 +495,8 @@ fn file_name(path: &Path) -> String {
 
 /// Writes a snapshot of `frozen` (a view of `index`) into `index_dir` and
 /// removes older ones. Writes to the index go on meanwhile: `frozen` holds
-/// the hnsw_rs graph still only while it is dumped, and the vectors of its
-/// rows never change. Returns the snapshot's size in bytes.
+/// the graph only while its links are copied, and the vectors of its rows
+/// never change. Returns the snapshot's size in bytes.
 pub(crate) fn write(
     storage: &dyn Storage,
     index_dir: &Path,
@@ -579,15 +515,8 @@ pub(crate) fn write(
     }
     storage.create_dir_all(&tmp).map_err(io(&tmp))?;
 
-    let (basename, rows, flat) = frozen.dump(&tmp, GRAPH_BASENAME);
-    let basename = basename.map_err(|source| SnapshotError::Dump {
-        path: tmp.clone(),
-        source,
-    })?;
-    let mut files = vec![
-        digest_written(storage, &tmp.join(format!("{basename}.hnsw.graph")))?,
-        digest_written(storage, &tmp.join(format!("{basename}.hnsw.data")))?,
-    ];
+    let (rows, flat) = frozen.links();
+    let mut files = Vec::new();
     let row_chunks = rows.chunks(16384).map(|rows| {
         let mut out = Vec::with_capacity(rows.len() * ROW_BYTES);
         rows.iter().for_each(|row| encode_row(row, &mut out));
@@ -626,7 +555,6 @@ pub(crate) fn write(
         ef_construction: params.ef_construction as u32,
         watermark,
         rows: rows.len() as u64,
-        graph_basename: basename,
         files,
     };
     let total: u64 = header.files.iter().map(|f| f.len).sum();
@@ -754,30 +682,20 @@ pub(crate) fn load(
                 .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))),
         );
     })?;
-    let flat = FlatGraph::decode(&digest(FLAT_FILE)?.read(&**storage, &dir)?)
-        .ok_or_else(|| corrupt(SnapshotProblem::MalformedLinks))?;
+    let flat = FlatGraph::decode(
+        &digest(FLAT_FILE)?.read(&**storage, &dir)?,
+        header.version != HNSW_RS_FORMAT,
+    )
+    .ok_or_else(|| corrupt(SnapshotProblem::MalformedLinks))?;
     if flat.len() != rows.len() || flat.m != identity.params.m {
         return Err(corrupt(SnapshotProblem::LinksMismatch));
     }
-    let graph = StoredGraph {
-        storage: storage.clone(),
-        dir,
-        rows: rows.len(),
-        basename: header.graph_basename,
-        files: header
-            .files
-            .iter()
-            .filter(|f| f.is_graph_dump())
-            .cloned()
-            .collect(),
-    };
     Ok(VectorIndex::from_snapshot(
         dim,
         identity.params,
         rows,
         vectors,
         flat,
-        graph,
         header.watermark,
     ))
 }
@@ -796,7 +714,6 @@ mod tests {
             ef_construction: 200,
             watermark: 42,
             rows: 3,
-            graph_basename: "graph".into(),
             files: vec![FileDigest {
                 name: "rows.bin".into(),
                 len: 150,

@@ -167,10 +167,6 @@ impl Storage for Faulty {
     fn open(&self, path: &Path) -> io::Result<(Box<dyn Read + Send>, u64)> {
         LocalStorage.open(path)
     }
-    fn sync_file(&self, path: &Path) -> io::Result<()> {
-        self.check(Kind::Sync)?;
-        LocalStorage.sync_file(path)
-    }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         self.check(Kind::Sync)?;
         LocalStorage.sync_dir(path)
