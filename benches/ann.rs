@@ -1,10 +1,10 @@
-//! The index benchmark: recall@10 and single-thread QPS over a sweep of
-//! `ef`, build throughput, reopen time and peak memory, on seeded data
-//! shared with the peer script (`benches/compare.sh` runs both).
+//! The index benchmark: recall@10 and QPS over a sweep of `ef` (and of
+//! search threads), build throughput, reopen time and peak memory, on
+//! seeded data shared with the peer script (`benches/compare.sh` runs both).
 //!
 //! ```text
 //! cargo bench --bench ann -- prepare --n 100000 [--data hard|clip] --out target/ann  # data + insert + close
-//! cargo bench --bench ann -- search --out target/ann                                # reopen + ef sweep
+//! cargo bench --bench ann -- search [--search-threads 1,2] --out target/ann         # reopen + ef sweep
 //! cargo bench --bench ann -- rebuild --out target/ann                               # index build from the store
 //! ```
 //! Each phase runs in its own process so that its peak RSS is its own; each
@@ -30,6 +30,8 @@ struct Args {
     /// phases check that it is what `prepare` drew.
     data: Option<data::Kind>,
     efs: Vec<usize>,
+    /// The `search` phase's thread counts (the rebuild's sweep runs on 1).
+    search_threads: Vec<usize>,
     m: usize,
     ef_construction: usize,
 }
@@ -52,6 +54,7 @@ fn parse_args() -> Args {
         efs: vec![
             10, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 56, 64, 80, 96, 128, 192, 256,
         ],
+        search_threads: vec![1],
         m: 16,
         ef_construction: 200,
     };
@@ -71,6 +74,13 @@ fn parse_args() -> Args {
             "--data" => {
                 let kind = data::Kind::parse(&value);
                 parsed.data = Some(kind.unwrap_or_else(|| panic!("--data is hard or clip")));
+            }
+            "--search-threads" => {
+                parsed.search_threads = value.split(',').map(|t| t.parse().unwrap()).collect();
+                assert!(
+                    parsed.search_threads.iter().all(|&t| t > 0),
+                    "a thread count is 0"
+                );
             }
             other => panic!("unknown flag {other}"),
         }
@@ -206,7 +216,7 @@ fn search(args: &Args) {
             "peak_rss_mib_after_reopen": peak_rss_mib(),
         }),
     );
-    sweep(args, &db, &data, "imgdb");
+    sweep(args, &db, &data, "imgdb", &args.search_threads);
     report(
         &args.out,
         json!({
@@ -215,8 +225,8 @@ fn search(args: &Args) {
     );
 }
 
-/// recall@10 and single-thread QPS for each `ef`.
-fn sweep(args: &Args, db: &Db, data: &data::Data, system: &str) {
+/// recall@10 and QPS for each `ef` and each of `threads`.
+fn sweep(args: &Args, db: &Db, data: &data::Data, system: &str, threads: &[usize]) {
     let queries: Vec<Vec<f32>> = data.queries.outer_iter().map(|q| q.to_vec()).collect();
     for &ef in &args.efs {
         let options = SearchOptions {
@@ -229,34 +239,62 @@ fn sweep(args: &Args, db: &Db, data: &data::Data, system: &str) {
         for q in queries.iter().take(100) {
             db.search(q, &options).unwrap();
         }
-        let mut found = Vec::new();
-        let mut times: Vec<f64> = (0..3)
-            .map(|_| {
-                let started = Instant::now();
-                found = queries
-                    .iter()
-                    .map(|q| {
-                        db.search(q, &options)
-                            .unwrap()
-                            .iter()
-                            .map(|h| h.id.0 as i64 - 1)
-                            .collect()
-                    })
-                    .collect::<Vec<Vec<i64>>>();
-                started.elapsed().as_secs_f64()
-            })
-            .collect();
-        times.sort_by(f64::total_cmp);
-        let seconds = times[1];
-        report(
-            &args.out,
-            json!({
-                "phase": "search", "system": system, "data_set": data.kind.name(), "ef": ef,
-                "recall_at_10": data::recall(&found, &data.truth, 10),
-                "qps": queries.len() as f64 / seconds, "threads": 1,
-            }),
-        );
+        for &n in threads {
+            let mut found = Vec::new();
+            let mut times: Vec<f64> = (0..3)
+                .map(|_| {
+                    let started = Instant::now();
+                    found = search_all(db, &queries, &options, n);
+                    started.elapsed().as_secs_f64()
+                })
+                .collect();
+            times.sort_by(f64::total_cmp);
+            let seconds = times[1];
+            report(
+                &args.out,
+                json!({
+                    "phase": "search", "system": system, "data_set": data.kind.name(), "ef": ef,
+                    "recall_at_10": data::recall(&found, &data.truth, 10),
+                    "qps": queries.len() as f64 / seconds, "threads": n,
+                }),
+            );
+        }
     }
+}
+
+/// The base rows `db` finds for `queries`, in order, searched on `threads`
+/// threads at once: one contiguous share each, all on the one `Db`, as a
+/// server's request threads would search it.
+fn search_all(
+    db: &Db,
+    queries: &[Vec<f32>],
+    options: &SearchOptions,
+    threads: usize,
+) -> Vec<Vec<i64>> {
+    let rows = |share: &[Vec<f32>]| -> Vec<Vec<i64>> {
+        share
+            .iter()
+            .map(|q| {
+                let hits = db.search(q, options).unwrap();
+                hits.iter().map(|h| h.id.0 as i64 - 1).collect()
+            })
+            .collect()
+    };
+    if threads == 1 {
+        // No thread spawned: the figure stays the single-thread one of before.
+        return rows(queries);
+    }
+    let per_thread = queries.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = queries
+            .chunks(per_thread)
+            .map(|share| scope.spawn(move || rows(share)))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    })
 }
 
 fn rebuild(args: &Args) {
@@ -275,7 +313,7 @@ fn rebuild(args: &Args) {
         }),
     );
     // The graph of a bulk build, next to the one grown batch by batch.
-    sweep(args, &db, &data, "imgdb-rebuilt");
+    sweep(args, &db, &data, "imgdb-rebuilt", &[1]);
 }
 
 fn main() {
@@ -286,7 +324,7 @@ fn main() {
         "rebuild" => rebuild(&args),
         _ => eprintln!(
             "usage: cargo bench --bench ann -- prepare|search|rebuild [--out DIR] [--n N] \
-             [--data hard|clip] [--efs 16,32]"
+             [--data hard|clip] [--efs 16,32] [--search-threads 1,2]"
         ),
     }
 }
