@@ -1,14 +1,16 @@
-//! The index benchmark: recall@10 and single-thread QPS over a sweep of
-//! `ef`, build throughput, reopen time and peak memory, on seeded data
-//! shared with the peer script (`benches/compare.sh` runs both).
+//! The index benchmark: recall@10 and QPS over a sweep of `ef` (and of
+//! search threads), build throughput, reopen time and peak memory, on
+//! seeded data shared with the peer script (`benches/compare.sh` runs both).
 //!
 //! ```text
-//! cargo bench --bench ann -- prepare --n 100000 --out target/ann   # data + insert + close
-//! cargo bench --bench ann -- search  --out target/ann              # reopen + ef sweep
-//! cargo bench --bench ann -- rebuild --out target/ann              # index build from the store
+//! cargo bench --bench ann -- prepare --n 100000 [--data hard|clip] --out target/ann  # data + insert + close
+//! cargo bench --bench ann -- search [--search-threads 1,2] --out target/ann         # reopen + ef sweep
+//! cargo bench --bench ann -- rebuild --out target/ann                               # index build from the store
 //! ```
 //! Each phase runs in its own process so that its peak RSS is its own; each
-//! appends one JSON object per line to `<out>/imgdb.jsonl`.
+//! appends one JSON object per line to `<out>/imgdb.jsonl`. `prepare` picks
+//! the data set (`hard` by default, the one earlier figures were taken on);
+//! the later phases read it from `<out>/data.json`.
 
 mod data;
 
@@ -24,7 +26,12 @@ struct Args {
     phase: String,
     out: PathBuf,
     spec: data::Spec,
+    /// `--data`, if given: `prepare` draws it (`hard` when not), the later
+    /// phases check that it is what `prepare` drew.
+    data: Option<data::Kind>,
     efs: Vec<usize>,
+    /// The `search` phase's thread counts (the rebuild's sweep runs on 1).
+    search_threads: Vec<usize>,
     m: usize,
     ef_construction: usize,
 }
@@ -43,9 +50,11 @@ fn parse_args() -> Args {
             sigma: 2.0,
             seed: 42,
         },
+        data: None,
         efs: vec![
             10, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 56, 64, 80, 96, 128, 192, 256,
         ],
+        search_threads: vec![1],
         m: 16,
         ef_construction: 200,
     };
@@ -62,6 +71,17 @@ fn parse_args() -> Args {
             "--m" => parsed.m = value.parse().unwrap(),
             "--ef-construction" => parsed.ef_construction = value.parse().unwrap(),
             "--efs" => parsed.efs = value.split(',').map(|e| e.parse().unwrap()).collect(),
+            "--data" => {
+                let kind = data::Kind::parse(&value);
+                parsed.data = Some(kind.unwrap_or_else(|| panic!("--data is hard or clip")));
+            }
+            "--search-threads" => {
+                parsed.search_threads = value.split(',').map(|t| t.parse().unwrap()).collect();
+                assert!(
+                    parsed.search_threads.iter().all(|&t| t > 0),
+                    "a thread count is 0"
+                );
+            }
             other => panic!("unknown flag {other}"),
         }
     }
@@ -106,14 +126,42 @@ fn report(out: &Path, value: serde_json::Value) {
     writeln!(file, "{value}").unwrap();
 }
 
+/// The data in `args.out`, checked against `--data` if given.
+fn load(args: &Args) -> data::Data {
+    let data = data::load(&args.out);
+    if let Some(kind) = args.data {
+        assert_eq!(
+            kind,
+            data.kind,
+            "--data {} but {} holds the {} set",
+            kind.name(),
+            args.out.display(),
+            data.kind.name()
+        );
+    }
+    data
+}
+
 fn prepare(args: &Args) {
     let _ = std::fs::remove_dir_all(&args.out);
     std::fs::create_dir_all(&args.out).unwrap();
-    eprintln!("generating {}", args.spec.describe());
+    let kind = args.data.unwrap_or(data::Kind::Hard);
+    let describe = args.spec.describe_as(kind);
+    eprintln!("generating {describe}");
     let started = Instant::now();
-    let data = data::generate(&args.spec);
+    let data = data::generate_kind(&args.spec, kind);
     data::save(&data, &args.out);
     eprintln!("data and exact neighbours in {:.1?}", started.elapsed());
+    let cosines = data::neighbour_cosines(&data, &[1, 10, 100]);
+    let text: Vec<String> = cosines
+        .iter()
+        .map(|(rank, cos)| format!("{rank}: {cos:.4}"))
+        .collect();
+    eprintln!("mean cosine of the true neighbour {}", text.join(", "));
+    let cosines: serde_json::Map<_, _> = cosines
+        .iter()
+        .map(|(rank, cos)| (rank.to_string(), json!(cos)))
+        .collect();
 
     let db = open(args);
     let space = space(args.spec.dim);
@@ -143,7 +191,8 @@ fn prepare(args: &Args) {
     report(
         &args.out,
         json!({
-            "phase": "prepare", "data": args.spec.describe(), "m": args.m,
+            "phase": "prepare", "data_set": kind.name(), "data": describe,
+            "neighbour_cosine": cosines, "m": args.m,
             "ef_construction": args.ef_construction, "threads": rayon::current_num_threads(),
             "insert_vectors_per_s": args.spec.base as f64 / inserted, "insert_s": inserted,
             "close_s": close, "peak_rss_mib": peak_rss_mib(),
@@ -152,7 +201,7 @@ fn prepare(args: &Args) {
 }
 
 fn search(args: &Args) {
-    let data = data::load(&args.out);
+    let data = load(args);
     let started = Instant::now();
     let db = open(args);
     let reopen = started.elapsed().as_secs_f64();
@@ -162,17 +211,22 @@ fn search(args: &Args) {
     );
     report(
         &args.out,
-        json!({"phase": "reopen", "reopen_s": reopen, "peak_rss_mib_after_reopen": peak_rss_mib()}),
+        json!({
+            "phase": "reopen", "data_set": data.kind.name(), "reopen_s": reopen,
+            "peak_rss_mib_after_reopen": peak_rss_mib(),
+        }),
     );
-    sweep(args, &db, &data, "imgdb");
+    sweep(args, &db, &data, "imgdb", &args.search_threads);
     report(
         &args.out,
-        json!({"phase": "search-done", "peak_rss_mib": peak_rss_mib()}),
+        json!({
+            "phase": "search-done", "data_set": data.kind.name(), "peak_rss_mib": peak_rss_mib(),
+        }),
     );
 }
 
-/// recall@10 and single-thread QPS for each `ef`.
-fn sweep(args: &Args, db: &Db, data: &data::Data, system: &str) {
+/// recall@10 and QPS for each `ef` and each of `threads`.
+fn sweep(args: &Args, db: &Db, data: &data::Data, system: &str, threads: &[usize]) {
     let queries: Vec<Vec<f32>> = data.queries.outer_iter().map(|q| q.to_vec()).collect();
     for &ef in &args.efs {
         let options = SearchOptions {
@@ -185,37 +239,66 @@ fn sweep(args: &Args, db: &Db, data: &data::Data, system: &str) {
         for q in queries.iter().take(100) {
             db.search(q, &options).unwrap();
         }
-        let mut found = Vec::new();
-        let mut times: Vec<f64> = (0..3)
-            .map(|_| {
-                let started = Instant::now();
-                found = queries
-                    .iter()
-                    .map(|q| {
-                        db.search(q, &options)
-                            .unwrap()
-                            .iter()
-                            .map(|h| h.id.0 as i64 - 1)
-                            .collect()
-                    })
-                    .collect::<Vec<Vec<i64>>>();
-                started.elapsed().as_secs_f64()
-            })
-            .collect();
-        times.sort_by(f64::total_cmp);
-        let seconds = times[1];
-        report(
-            &args.out,
-            json!({
-                "phase": "search", "system": system, "ef": ef,
-                "recall_at_10": data::recall(&found, &data.truth, 10),
-                "qps": queries.len() as f64 / seconds, "threads": 1,
-            }),
-        );
+        for &n in threads {
+            let mut found = Vec::new();
+            let mut times: Vec<f64> = (0..3)
+                .map(|_| {
+                    let started = Instant::now();
+                    found = search_all(db, &queries, &options, n);
+                    started.elapsed().as_secs_f64()
+                })
+                .collect();
+            times.sort_by(f64::total_cmp);
+            let seconds = times[1];
+            report(
+                &args.out,
+                json!({
+                    "phase": "search", "system": system, "data_set": data.kind.name(), "ef": ef,
+                    "recall_at_10": data::recall(&found, &data.truth, 10),
+                    "qps": queries.len() as f64 / seconds, "threads": n,
+                }),
+            );
+        }
     }
 }
 
+/// The base rows `db` finds for `queries`, in order, searched on `threads`
+/// threads at once: one contiguous share each, all on the one `Db`, as a
+/// server's request threads would search it.
+fn search_all(
+    db: &Db,
+    queries: &[Vec<f32>],
+    options: &SearchOptions,
+    threads: usize,
+) -> Vec<Vec<i64>> {
+    let rows = |share: &[Vec<f32>]| -> Vec<Vec<i64>> {
+        share
+            .iter()
+            .map(|q| {
+                let hits = db.search(q, options).unwrap();
+                hits.iter().map(|h| h.id.0 as i64 - 1).collect()
+            })
+            .collect()
+    };
+    if threads == 1 {
+        // No thread spawned: the figure stays the single-thread one of before.
+        return rows(queries);
+    }
+    let per_thread = queries.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = queries
+            .chunks(per_thread)
+            .map(|share| scope.spawn(move || rows(share)))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
+    })
+}
+
 fn rebuild(args: &Args) {
+    let data = load(args);
     std::fs::remove_dir_all(args.out.join("db").join("index")).unwrap();
     let started = Instant::now();
     let db = open(args);
@@ -224,12 +307,13 @@ fn rebuild(args: &Args) {
     report(
         &args.out,
         json!({
-            "phase": "rebuild", "threads": rayon::current_num_threads(), "rebuild_s": seconds,
+            "phase": "rebuild", "data_set": data.kind.name(),
+            "threads": rayon::current_num_threads(), "rebuild_s": seconds,
             "build_vectors_per_s": args.spec.base as f64 / seconds, "peak_rss_mib": peak_rss_mib(),
         }),
     );
     // The graph of a bulk build, next to the one grown batch by batch.
-    sweep(args, &db, &data::load(&args.out), "imgdb-rebuilt");
+    sweep(args, &db, &data, "imgdb-rebuilt", &[1]);
 }
 
 fn main() {
@@ -239,7 +323,8 @@ fn main() {
         "search" => search(&args),
         "rebuild" => rebuild(&args),
         _ => eprintln!(
-            "usage: cargo bench --bench ann -- prepare|search|rebuild [--out DIR] [--n N] [--efs 16,32]"
+            "usage: cargo bench --bench ann -- prepare|search|rebuild [--out DIR] [--n N] \
+             [--data hard|clip] [--efs 16,32] [--search-threads 1,2]"
         ),
     }
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # imgdb's index beside hnswlib, faiss and usearch on the same seeded data, in
-# one run. Usage: benches/compare.sh [--n 100000] [--out target/ann]
+# one run. Usage: benches/compare.sh [--n 100000] [--data hard|clip] [--out target/ann]
+# imgdb also searches on 2 threads (peers on 1); summary.py gives the ratio.
 # Installs the peers into .cache/venv-bench (PyPI only) on first use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +22,7 @@ fi
 # same build even if the sources change meanwhile.
 bench=$(scripts/bench-binary.sh ann)
 "$bench" prepare --out "$out" "${args[@]}"
-"$bench" search --out "$out" "${args[@]}"
+"$bench" search --out "$out" --search-threads 1,2 "${args[@]}"
 "$bench" rebuild --out "$out" "${args[@]}"
 rm -f "$out/peers.jsonl"
 "$venv/bin/python" benches/peers.py --out "$out"

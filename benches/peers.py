@@ -2,8 +2,9 @@
 
 hnswlib, faiss IndexHNSWFlat and usearch, all with M=16 and
 ef_construction=200 and inner product on the same unit vectors; build on 2
-threads, search on 1. Appends one JSON object per line to <out>/peers.jsonl.
-Run through benches/compare.sh, which installs them into a local venv.
+threads, search on 1. Appends one JSON object per line to <out>/peers.jsonl,
+each naming the data set (`hard` or `clip`, from <out>/data.json). Run
+through benches/compare.sh, which installs them into a local venv.
 """
 import argparse
 import json
@@ -23,6 +24,15 @@ def report(out, obj):
     print(line, flush=True)
     with open(os.path.join(out, "peers.jsonl"), "a") as f:
         f.write(line + "\n")
+
+
+def data_set(out):
+    """The set `prepare` drew: `hard` where data.json is missing (written before there was a choice)."""
+    try:
+        with open(os.path.join(out, "data.json")) as f:
+            return json.load(f)["data_set"]
+    except FileNotFoundError:
+        return "hard"
 
 
 def peak_rss_mib():
@@ -93,10 +103,11 @@ def main():
     queries = np.load(os.path.join(args.out, "queries.npy"))
     truth = np.load(os.path.join(args.out, "truth.npy"))
     efs = [int(e) for e in args.efs.split(",")]
+    data = data_set(args.out)
     runners = {"hnswlib": run_hnswlib, "faiss": run_faiss, "usearch": run_usearch}
     for name in args.peers.split(","):
         build, search, version = runners[name](base, queries, efs)
-        report(args.out, {"phase": "build", "system": name, "version": version, "threads": 2,
+        report(args.out, {"phase": "build", "system": name, "data_set": data, "version": version, "threads": 2,
                           "build_s": build, "build_vectors_per_s": len(base) / build})
         for ef in efs:
             search(ef)  # warm up
@@ -107,10 +118,10 @@ def main():
                 labels = search(ef)
                 times.append(time.perf_counter() - started)
             seconds = sorted(times)[1]
-            report(args.out, {"phase": "search", "system": name, "ef": ef, "threads": 1,
+            report(args.out, {"phase": "search", "system": name, "data_set": data, "ef": ef, "threads": 1,
                               "recall_at_10": recall(np.asarray(labels), truth),
                               "qps": len(queries) / seconds})
-        report(args.out, {"phase": "done", "system": name, "peak_rss_mib": peak_rss_mib()})
+        report(args.out, {"phase": "done", "system": name, "data_set": data, "peak_rss_mib": peak_rss_mib()})
 
 
 if __name__ == "__main__":

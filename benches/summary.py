@@ -1,5 +1,8 @@
 """Prints the side-by-side table of benches/compare.sh and the summary lines
-`imgdb/<peer> QPS at recall@10>=0.95: R` and `imgdb/hnswlib build rate: R`."""
+`imgdb/<peer> QPS at recall@10>=0.95: R`, `imgdb/hnswlib build rate: R` and
+`imgdb 2-thread/1-thread QPS: R`. Peers search on one thread, so the
+comparisons take imgdb's one-thread rows; its other thread counts get
+columns of their own."""
 import json
 import os
 import sys
@@ -8,13 +11,37 @@ TARGET = 0.95
 
 
 def load(path):
+    # No peers.jsonl: imgdb's phases run alone (no peers' venv), summed up alone.
+    if not os.path.exists(path):
+        return []
     with open(path) as f:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def searches(rows, system, threads=1):
+    # Lines from before the thread sweep have no "threads": they were on one.
+    return [r for r in rows if r.get("phase") == "search" and r["system"] == system
+            and r.get("threads", 1) == threads]
+
+
 def best_qps(rows, system):
-    ok = [r for r in rows if r.get("phase") == "search" and r["system"] == system and r["recall_at_10"] >= TARGET]
+    ok = [r for r in searches(rows, system) if r["recall_at_10"] >= TARGET]
     return max(ok, key=lambda r: r["qps"]) if ok else None
+
+
+def thread_scaling(rows, threads=2):
+    """The `imgdb N-thread/1-thread QPS` line, at the least ef whose one-thread recall reaches the target."""
+    label = f"imgdb {threads}-thread/1-thread QPS"
+    one = sorted((r for r in searches(rows, "imgdb") if r["recall_at_10"] >= TARGET), key=lambda r: r["ef"])
+    if not one:
+        print(f"{label}: n/a (imgdb never reached recall@10>={TARGET})")
+        return
+    many = next((r for r in searches(rows, "imgdb", threads) if r["ef"] == one[0]["ef"]), None)
+    if not many:
+        print(f"{label}: n/a (no {threads}-thread search at ef {one[0]['ef']})")
+        return
+    print(f"{label}: {many['qps'] / one[0]['qps']:.2f} "
+          f"(at ef {one[0]['ef']}: {many['qps']:.0f} vs {one[0]['qps']:.0f})")
 
 
 def build_rates(rows):
@@ -32,12 +59,17 @@ def main():
     out = sys.argv[1] if len(sys.argv) > 1 else "target/ann"
     rows = load(os.path.join(out, "imgdb.jsonl")) + load(os.path.join(out, "peers.jsonl"))
     systems = [s for s in ("imgdb", "imgdb-rebuilt", "hnswlib", "faiss", "usearch") if any(r.get("system") == s for r in rows)]
-    print(f"\n{'ef':>5} " + " ".join(f"{s + ' recall':>20} {s + ' QPS':>17}" for s in systems))
+    # (label, system, threads) per column: one-thread figures, then imgdb's others.
+    more = sorted({r.get("threads", 1) for r in rows if r.get("phase") == "search" and r["system"] == "imgdb"} - {1})
+    columns = [(s, s, 1) for s in systems] + [(f"imgdb {t}t", "imgdb", t) for t in more]
+    data = next((r.get("data_set", "hard") for r in rows if r.get("phase") == "prepare"), "?")
+    print(f"\ndata set: {data}")
+    print(f"{'ef':>5} " + " ".join(f"{label + ' recall':>20} {label + ' QPS':>17}" for label, _, _ in columns))
     efs = sorted({r["ef"] for r in rows if r.get("phase") == "search"})
     for ef in efs:
         cells = []
-        for s in systems:
-            r = next((r for r in rows if r.get("phase") == "search" and r["system"] == s and r["ef"] == ef), None)
+        for _, s, t in columns:
+            r = next((r for r in searches(rows, s, t) if r["ef"] == ef), None)
             cells.append(f"{r['recall_at_10']:>20.4f} {r['qps']:>17.0f}" if r else f"{'-':>20} {'-':>17}")
         print(f"{ef:>5} " + " ".join(cells))
     print()
@@ -54,6 +86,7 @@ def main():
         else:
             print(f"imgdb/{peer} QPS at recall@10>={TARGET}: n/a (a system never reached the target)")
     build_rates(rows)
+    thread_scaling(rows)
 
 
 if __name__ == "__main__":
