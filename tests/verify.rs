@@ -74,7 +74,8 @@ fn tied_database(dir: &Path, graph: bool, shared: &[f32], seed: u64) -> Db {
         .filter(|h| hits[0].score - h.score <= 1e-5)
         .count();
     println!("graph {graph}: {tied} of the top 100 tie with the best");
-    assert!(tied > 50, "graph {graph}: only {tied} ties");
+    // 100 through the graph over ten seeds (twins, see src/index/graph.rs).
+    assert!(tied >= 95, "graph {graph}: only {tied} ties");
     db
 }
 
