@@ -215,9 +215,12 @@ fn prepare(args: &Args) {
 
 fn search(args: &Args) {
     let data = load(args);
+    // The data is the bench's; what the reopen adds is the database's.
+    let before_open = status_mib("VmRSS:");
     let started = Instant::now();
     let db = open(args);
     let reopen = started.elapsed().as_secs_f64();
+    let after_open = status_mib("VmRSS:");
     assert!(
         matches!(db.index_origin(), IndexOrigin::Snapshot { replayed: 0, .. }),
         "reopen did not load the snapshot"
@@ -226,6 +229,7 @@ fn search(args: &Args) {
         &args.out,
         json!({
             "phase": "reopen", "data_set": data.kind.name(), "reopen_s": reopen,
+            "rss_before_open_mib": before_open, "rss_after_open_mib": after_open,
             "peak_rss_mib_after_reopen": peak_rss_mib(),
         }),
     );

@@ -13,11 +13,7 @@ while [ $# -gt 0 ]; do
     *) args+=("$1" "$2"); shift 2 ;;
   esac
 done
-venv=.cache/venv-bench
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import hnswlib, faiss, usearch" 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet -r benches/requirements.txt
-fi
+python=$(benches/peers-venv.sh)
 # Build once and run the binary itself, so that every phase measures the
 # same build even if the sources change meanwhile.
 bench=$(scripts/bench-binary.sh ann)
@@ -25,5 +21,5 @@ bench=$(scripts/bench-binary.sh ann)
 "$bench" search --out "$out" --search-threads 1,2 "${args[@]}"
 "$bench" rebuild --out "$out" "${args[@]}"
 rm -f "$out/peers.jsonl"
-"$venv/bin/python" benches/peers.py --out "$out"
-"$venv/bin/python" benches/summary.py "$out"
+"$python" benches/peers.py --out "$out"
+"$python" benches/summary.py "$out"

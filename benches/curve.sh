@@ -22,17 +22,13 @@ while [ $# -gt 0 ]; do
   esac
   shift 2
 done
-venv=.cache/venv-bench
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c "import hnswlib" 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet -r benches/requirements.txt
-fi
+python=$(benches/peers-venv.sh)
 bench=$(scripts/bench-binary.sh ann)
 for n in ${sizes//,/ }; do
   dir="$out/$n"
   "$bench" prepare --n "$n" --data "$data" --out "$dir"
   "$bench" search --efs "$efs" --out "$dir"
   rm -f "$dir/peers.jsonl"
-  "$venv/bin/python" benches/peers.py --out "$dir" --peers hnswlib --efs "$efs"
+  "$python" benches/peers.py --out "$dir" --peers hnswlib --efs "$efs"
 done
-"$venv/bin/python" benches/curve.py "$out"
+"$python" benches/curve.py "$out"

@@ -532,10 +532,12 @@ fn level_of(row: usize, scale: f64) -> usize {
 }
 
 #[cfg(test)]
-mod tests_support {
+mod tests {
     use super::*;
     use crate::index::distance::quantize_parts;
-    pub fn random_unit(seed: u64, dim: usize) -> Vec<f32> {
+    use crate::index::flat::Codes;
+
+    fn random_unit(seed: u64, dim: usize) -> Vec<f32> {
         let mut state = seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1;
         let mut v: Vec<f32> = (0..dim)
             .map(|_| {
@@ -550,7 +552,7 @@ mod tests_support {
         v
     }
 
-    pub fn graph_of_ef(
+    fn graph_of_ef(
         vectors: &[Vec<f32>],
         m: usize,
         batch: usize,
@@ -567,14 +569,27 @@ mod tests_support {
         }
         (graph, codes, scales)
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::tests_support::*;
-    use super::*;
-    use crate::index::distance::quantize_parts;
-    use crate::index::flat::Codes;
+    /// The rows whose own vector, searched at `ef`, does not find them.
+    fn missed_by_own_vector(
+        flat: &FlatGraph,
+        vectors: &[Vec<f32>],
+        codes: &[i8],
+        scales: &[f32],
+        ef: usize,
+    ) -> Vec<usize> {
+        let table = Codes {
+            dim: vectors[0].len(),
+            codes,
+            scales,
+        };
+        (0..vectors.len())
+            .filter(|&row| {
+                let (q, qs) = quantize_parts(&vectors[row]);
+                !flat.search(&table, &q, qs, ef, |_| true).contains(&row)
+            })
+            .collect()
+    }
 
     fn graph_of(vectors: &[Vec<f32>], m: usize, batch: usize) -> (Graph, Vec<i8>, Vec<f32>) {
         graph_of_ef(vectors, m, batch, 64)
@@ -590,17 +605,7 @@ mod tests {
             let (graph, codes, scales) = graph_of(&vectors, 8, batch);
             let flat = graph.flatten();
             assert!(flat.is_well_formed());
-            let table = Codes {
-                dim,
-                codes: &codes,
-                scales: &scales,
-            };
-            let missed: Vec<usize> = (0..vectors.len())
-                .filter(|&row| {
-                    let (q, qs) = quantize_parts(&vectors[row]);
-                    !flat.search(&table, &q, qs, 16, |_| true).contains(&row)
-                })
-                .collect();
+            let missed = missed_by_own_vector(&flat, &vectors, &codes, &scales, 16);
             assert!(missed.is_empty(), "batch {batch}: {missed:?}");
         }
     }
@@ -654,17 +659,7 @@ mod tests {
             "{:?}",
             flat.twins
         );
-        let table = Codes {
-            dim,
-            codes: &codes,
-            scales: &scales,
-        };
-        let missed: Vec<usize> = (0..vectors.len())
-            .filter(|&row| {
-                let (q, qs) = quantize_parts(&vectors[row]);
-                !flat.search(&table, &q, qs, 64, |_| true).contains(&row)
-            })
-            .collect();
+        let missed = missed_by_own_vector(&flat, &vectors, &codes, &scales, 64);
         assert!(missed.is_empty(), "{missed:?}");
     }
 

@@ -37,12 +37,10 @@ pub(crate) mod snapshot;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use rayon::prelude::*;
-
 use crate::error::{Error, Result};
 use crate::store::record::ImageRecord;
 use crate::types::{ImageFormat, ImageId, Timestamp};
-use distance::{dot, quantize_parts};
+use distance::{dot, quantize_parts, quantize_rows};
 use flat::{Codes, FlatGraph};
 use graph::Graph;
 
@@ -239,8 +237,7 @@ impl State {
         flat: FlatGraph,
         watermark: u64,
     ) -> State {
-        let (codes, scales): (Vec<Vec<i8>>, Vec<f32>) =
-            vectors.par_chunks(dim.max(1)).map(quantize_parts).unzip();
+        let (codes, scales) = quantize_rows(&vectors, dim);
         State {
             graphed: rows.len(),
             by_id: rows
@@ -252,7 +249,7 @@ impl State {
             dead: rows.iter().filter(|r| !r.alive).count(),
             rows,
             vectors,
-            codes: codes.concat(),
+            codes,
             scales,
             flat,
             watermark,
@@ -701,9 +698,8 @@ fn build_graph(params: IndexParams, vectors: &[f32], dim: usize) -> Graph {
     let mut graph = Graph::new(dim, params.m, params.ef_construction);
     // Chunks bound the memory of the quantized copies.
     for chunk in vectors.chunks(8192 * dim.max(1)) {
-        let (codes, scales): (Vec<Vec<i8>>, Vec<f32>) =
-            chunk.par_chunks(dim.max(1)).map(quantize_parts).unzip();
-        graph.insert(&codes.concat(), &scales);
+        let (codes, scales) = quantize_rows(chunk, dim);
+        graph.insert(&codes, &scales);
     }
     graph
 }
