@@ -88,13 +88,19 @@ pub fn decode_snapshot_header(data: &[u8]) {
     }
 }
 
-/// Reads `data` as a snapshot's flat graph; a graph that decodes is walked,
-/// since a well-formed graph is what makes the walk safe on loaded data.
+/// Reads `data` as a snapshot's flat graph, in the layouts of both snapshot
+/// formats; a graph that decodes is walked, since a well-formed graph is
+/// what makes the walk safe on loaded data.
 pub fn decode_flat_graph(data: &[u8]) {
+    for with_twins in [false, true] {
+        if let Some(graph) = FlatGraph::decode(data, with_twins) {
+            walk_flat_graph(&graph);
+        }
+    }
+}
+
+fn walk_flat_graph(graph: &FlatGraph) {
     const DIM: usize = 4;
-    let Some(graph) = FlatGraph::decode(data) else {
-        return;
-    };
     let rows = graph.len();
     let codes: Vec<i8> = (0..rows * DIM).map(|i| (i % 7) as i8 - 3).collect();
     let scales = vec![1.0; rows];
