@@ -74,10 +74,10 @@ fn tied_database(dir: &Path, graph: bool, shared: &[f32], seed: u64) -> Db {
         .filter(|h| hits[0].score - h.score <= 1e-5)
         .count();
     println!("graph {graph}: {tied} of the top 100 tie with the best");
-    // Through the graph: 100 on 18 of seeds 1 to 20, 79 and 67 on seeds 11
-    // (the default) and 12: some copies are not made twins of the point the
-    // others copy (src/index/graph.rs), and the walk misses them.
-    assert!(tied > 50, "graph {graph}: only {tied} ties");
+    // Through the graph: 100 on each of seeds 1 to 20, since the copies are
+    // twins of one point (src/index/graph.rs). Told by a distance, some were
+    // not, and seeds 11 and 12 found 79 and 67.
+    assert!(tied >= 95, "graph {graph}: only {tied} ties");
     db
 }
 

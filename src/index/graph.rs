@@ -18,7 +18,7 @@
 //! rarely visited). A point's level is drawn from a hash of its row, so a
 //! rebuild of the same rows gets the same layers.
 //!
-//! Copies of one image (vectors within [`TWIN`] of each other) are not
+//! Copies of one image (rows whose codes are within [`TWIN`]) are not
 //! points of the graph: a copy becomes a *twin* of the point it copies, has
 //! no links, and a search that scores that point returns its twins with it.
 //! As points, copies broke the graph whichever rule pruned them: hnswlib's
@@ -41,8 +41,8 @@ use super::flat::{Dist, FlatGraph, prefetch_code, with_visit_marks};
 /// `M = 2`, fifteen layers hold 2¹⁵ times the top one).
 const MAX_LEVEL: usize = 15;
 
-/// The distance (`1 - cosine`) under which two vectors count as copies of
-/// one image: about three times the `i8` codes' rounding error at 512-d.
+/// The `1 - cosine` of two rows' `i8` codes under which they count as
+/// copies of one image.
 const TWIN: f32 = 1e-3;
 
 /// Rows of a graph smaller than this are inserted one at a time.
@@ -253,15 +253,15 @@ impl Graph {
 
     /// Makes `row` a twin of `point` if it is a copy of it: then it gets no
     /// links. Returns whether it did.
-    fn twin_if_copy(&self, row: u32, (distance, point): (f32, u32)) -> bool {
+    fn twin_if_copy(&self, row: u32, point: u32) -> bool {
         // The cosine of the codes themselves: the scales' rounding puts the
-        // distance of a row to its own copy anywhere within ±1e-3 at 24-d.
+        // distance of a row to its own copy beyond 2e-3 at 24-d.
         let code_cosine = |a: &[i8], b: &[i8]| {
             let norms = dot_i8(a, a) as f64 * dot_i8(b, b) as f64;
             dot_i8(a, b) as f64 / norms.sqrt().max(1.0)
         };
         let (a, b) = (self.code(row), self.code(point));
-        if distance > 2.0 * TWIN || 1.0 - code_cosine(a, b) > f64::from(TWIN) {
+        if 1.0 - code_cosine(a, b) > f64::from(TWIN) {
             return false;
         }
         self.twins
@@ -287,14 +287,18 @@ impl Graph {
             for layer in (0..=level.min(top)).rev() {
                 probe = self.greedy(row, probe, layer, &mut links);
             }
-            if self.twin_if_copy(row, probe) {
+            if self.twin_if_copy(row, probe.1) {
                 return false;
             }
         }
         let mut entries = vec![nearest];
         for layer in (0..=level.min(top)).rev() {
             let found = self.search_layer(row, &entries, self.ef_construction, layer);
-            if layer == 0 && level == 0 && found.first().is_some_and(|&f| self.twin_if_copy(row, f))
+            if layer == 0
+                && level == 0
+                && found
+                    .first()
+                    .is_some_and(|&(_, nearest)| self.twin_if_copy(row, nearest))
             {
                 return false;
             }
