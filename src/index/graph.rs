@@ -242,7 +242,9 @@ impl Graph {
                 }
             }
         };
-        if !self.link_from(row, level, entry) {
+        if !self.link_from(row, level, entry) || level <= self.levels[entry as usize] as usize {
+            // The entry only ever rises: a row no higher than the one it
+            // started from cannot replace it (and takes no write lock).
             return;
         }
         let mut slot = self.entry.write().unwrap_or_else(|p| p.into_inner());

@@ -229,15 +229,15 @@ pub(crate) struct State {
 }
 
 impl State {
-    /// A state whose graph holds every one of `rows`.
+    /// A state whose graph holds every one of `rows`; `codes` and `scales`
+    /// are `vectors` quantized ([`quantize_rows`]).
     fn new(
         rows: Vec<Row>,
         vectors: Vec<f32>,
-        dim: usize,
+        (codes, scales): (Vec<i8>, Vec<f32>),
         flat: FlatGraph,
         watermark: u64,
     ) -> State {
-        let (codes, scales) = quantize_rows(&vectors, dim);
         State {
             graphed: rows.len(),
             by_id: rows
@@ -326,9 +326,12 @@ impl VectorIndex {
         vectors: Vec<f32>,
         watermark: u64,
     ) -> VectorIndex {
-        let graph = build_graph(params, &vectors, dim);
+        // Quantized once, for the builder and for the walk.
+        let (codes, scales) = quantize_rows(&vectors, dim);
+        let mut graph = Graph::new(dim, params.m, params.ef_construction);
+        graph.insert(&codes, &scales);
         let flat = graph.flatten();
-        let state = State::new(rows, vectors, dim, flat, watermark);
+        let state = State::new(rows, vectors, (codes, scales), flat, watermark);
         VectorIndex::from_parts(dim, params, state, GraphSlot::Ready(Box::new(graph)))
     }
 
@@ -342,7 +345,8 @@ impl VectorIndex {
         flat: FlatGraph,
         watermark: u64,
     ) -> VectorIndex {
-        let state = State::new(rows, vectors, dim, flat, watermark);
+        let codes = quantize_rows(&vectors, dim);
+        let state = State::new(rows, vectors, codes, flat, watermark);
         VectorIndex::from_parts(dim, params, state, GraphSlot::InFlat)
     }
 
@@ -691,15 +695,4 @@ impl VectorIndex {
     pub fn watermark(&self) -> u64 {
         self.read().watermark
     }
-}
-
-/// A new graph of `vectors`, rows in order, inserted in parallel.
-fn build_graph(params: IndexParams, vectors: &[f32], dim: usize) -> Graph {
-    let mut graph = Graph::new(dim, params.m, params.ef_construction);
-    // Chunks bound the memory of the quantized copies.
-    for chunk in vectors.chunks(8192 * dim.max(1)) {
-        let (codes, scales) = quantize_rows(chunk, dim);
-        graph.insert(&codes, &scales);
-    }
-    graph
 }
