@@ -3,7 +3,7 @@
 //! seeded data shared with the peer script (`benches/compare.sh` runs both).
 //!
 //! ```text
-//! cargo bench --bench ann -- prepare --n 100000 [--data hard|clip] --out target/ann  # data + insert + close
+//! cargo bench --bench ann -- prepare --n 100000 [--data hard|clip] [--memory resident|compact] --out target/ann  # data + insert + close
 //! cargo bench --bench ann -- search [--search-threads 1,2] --out target/ann         # reopen + ef sweep
 //! cargo bench --bench ann -- rebuild --out target/ann                               # index build from the store
 //! ```
@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use imgdb::{
-    ContentHash, Db, EmbeddingSpace, ImageFormat, IndexOrigin, NewImage, SearchOptions, Timestamp,
+    ContentHash, Db, EmbeddingSpace, ImageFormat, IndexMemory, IndexOrigin, NewImage,
+    SearchOptions, Timestamp,
 };
 use serde_json::json;
 
@@ -34,6 +35,9 @@ struct Args {
     search_threads: Vec<usize>,
     m: usize,
     ef_construction: usize,
+    /// `--memory`: the index memory mode `prepare` creates the database
+    /// with (the later phases open what it recorded).
+    memory: IndexMemory,
 }
 
 fn parse_args() -> Args {
@@ -57,6 +61,7 @@ fn parse_args() -> Args {
         search_threads: vec![1],
         m: 16,
         ef_construction: 200,
+        memory: IndexMemory::Resident,
     };
     while let Some(flag) = args.next() {
         let value = args
@@ -70,6 +75,10 @@ fn parse_args() -> Args {
             "--seed" => parsed.spec.seed = value.parse().unwrap(),
             "--m" => parsed.m = value.parse().unwrap(),
             "--ef-construction" => parsed.ef_construction = value.parse().unwrap(),
+            "--memory" => {
+                parsed.memory = IndexMemory::from_name(&value)
+                    .unwrap_or_else(|| panic!("--memory is resident or compact"));
+            }
             "--efs" => parsed.efs = value.split(',').map(|e| e.parse().unwrap()).collect(),
             "--data" => {
                 let kind = data::Kind::parse(&value);
@@ -92,17 +101,21 @@ fn space(dim: usize) -> EmbeddingSpace {
     EmbeddingSpace::named("ann-bench", dim as u32)
 }
 
-fn open(args: &Args) -> Db {
-    Db::options()
+/// Opens the bench's database; `create` makes it in `args.memory`'s mode.
+fn open(args: &Args, create: bool) -> Db {
+    let options = Db::options()
         .space(space(args.spec.dim))
-        .create_if_missing(true)
         .index_params(imgdb::IndexParams {
             m: args.m,
             ef_construction: args.ef_construction,
             ef_search: 64,
-        })
-        .open(args.out.join("db"))
-        .unwrap()
+        });
+    let options = if create {
+        options.create_if_missing(true).index_memory(args.memory)
+    } else {
+        options
+    };
+    options.open(args.out.join("db")).unwrap()
 }
 
 /// The process's peak resident set, in MiB.
@@ -174,7 +187,7 @@ fn prepare(args: &Args) {
     // the build's, with the data it inserts, as peers.py's includes theirs.
     std::fs::write("/proc/self/clear_refs", "5").unwrap();
     let before_insert = status_mib("VmRSS:");
-    let db = open(args);
+    let db = open(args, true);
     let space = space(args.spec.dim);
     let started = Instant::now();
     let rows: Vec<_> = data.base.outer_iter().enumerate().collect();
@@ -218,9 +231,10 @@ fn search(args: &Args) {
     // The data is the bench's; what the reopen adds is the database's.
     let before_open = status_mib("VmRSS:");
     let started = Instant::now();
-    let db = open(args);
+    let db = open(args, false);
     let reopen = started.elapsed().as_secs_f64();
     let after_open = status_mib("VmRSS:");
+    let stats = db.stats().unwrap();
     assert!(
         matches!(db.index_origin(), IndexOrigin::Snapshot { replayed: 0, .. }),
         "reopen did not load the snapshot"
@@ -229,6 +243,8 @@ fn search(args: &Args) {
         &args.out,
         json!({
             "phase": "reopen", "data_set": data.kind.name(), "reopen_s": reopen,
+            "index_memory": stats.index_memory.name(),
+            "resident_vector_bytes": stats.resident_vector_bytes,
             "rss_before_open_mib": before_open, "rss_after_open_mib": after_open,
             "peak_rss_mib_after_reopen": peak_rss_mib(),
         }),
@@ -337,7 +353,7 @@ fn rebuild(args: &Args) {
     let data = load(args);
     std::fs::remove_dir_all(args.out.join("db").join("index")).unwrap();
     let started = Instant::now();
-    let db = open(args);
+    let db = open(args, false);
     let seconds = started.elapsed().as_secs_f64();
     assert!(matches!(db.index_origin(), IndexOrigin::Rebuilt { .. }));
     report(

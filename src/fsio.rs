@@ -64,6 +64,18 @@ pub trait Storage: Send + Sync {
     fn exists(&self, path: &Path) -> bool;
     /// The bytes free for this process on the filesystem holding `path`.
     fn available_space(&self, path: &Path) -> io::Result<u64>;
+    /// Maps a finished file read-only: a compact index serves its exact
+    /// vectors from the snapshot's `vectors.f32` this way. The database
+    /// never writes a file it has mapped (snapshots are written whole under
+    /// a new name); whatever else changes or truncates the file while it is
+    /// mapped changes what searches read, or kills the process (SIGBUS), as
+    /// with any memory-mapped database. Default: the local file, mapped.
+    fn map(&self, path: &Path) -> io::Result<memmap2::Mmap> {
+        let file = File::open(path)?;
+        // SAFETY: see above: nothing of the database's writes a file that
+        // is mapped, and the database's lock keeps other imgdb processes out.
+        unsafe { memmap2::Mmap::map(&file) }
+    }
     /// Asked at each stage of every store commit; an error fails the commit
     /// as an I/O error of the store would. The store's files are sled's, so
     /// this is the seam's only say in them: real storage always answers

@@ -91,5 +91,7 @@ pub use reindex::ReindexReport;
 pub use space::{EmbeddingSpace, Fingerprint};
 pub use store::Failure;
 pub use store::record::{FileEntry, ImageRecord, Tag, WatchedRoot};
-pub use types::{ContentHash, ImageFormat, ImageId, ModelVariant, Timestamp, VariantChoice};
+pub use types::{
+    ContentHash, ImageFormat, ImageId, IndexMemory, ModelVariant, Timestamp, VariantChoice,
+};
 pub use zeroshot::{TagOptions, ZeroShot};

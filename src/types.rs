@@ -428,6 +428,67 @@ impl fmt::Display for Layout {
     }
 }
 
+/// Where an index keeps the exact vectors it re-ranks with. Chosen when a
+/// database is created ([`DbOptions::index_memory`](crate::DbOptions::index_memory))
+/// and recorded in it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum IndexMemory {
+    /// Every exact vector in memory: `4·dim` bytes per image beside the
+    /// `dim`-byte codes and the links (about 2.8 KB per image at 512-d).
+    /// Re-ranking never waits on the disk.
+    #[default]
+    Resident,
+    /// The exact vectors memory-mapped from the index snapshot, only the
+    /// codes and links in memory (about 0.75 KB per image at 512-d): for
+    /// collections larger than memory would hold resident. Results are the
+    /// same as [`Resident`](IndexMemory::Resident)'s; a search whose rows are
+    /// not in the page cache reads them from the disk.
+    Compact,
+}
+
+impl IndexMemory {
+    /// The name used in options, the CLI and JSON: `resident` or `compact`.
+    pub fn name(self) -> &'static str {
+        match self {
+            IndexMemory::Resident => "resident",
+            IndexMemory::Compact => "compact",
+        }
+    }
+
+    /// The mode of a [`name`](IndexMemory::name).
+    pub fn from_name(name: &str) -> Option<IndexMemory> {
+        match name {
+            "resident" => Some(IndexMemory::Resident),
+            "compact" => Some(IndexMemory::Compact),
+            _ => None,
+        }
+    }
+
+    /// The code the store records (`schema/store.md`, `meta.index_memory`).
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            IndexMemory::Resident => 0,
+            IndexMemory::Compact => 1,
+        }
+    }
+
+    /// The mode of a recorded code.
+    pub(crate) fn from_code(code: u8) -> Option<IndexMemory> {
+        match code {
+            0 => Some(IndexMemory::Resident),
+            1 => Some(IndexMemory::Compact),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for IndexMemory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -59,7 +59,7 @@ use crate::index::{Change, IndexParams, RowAttrs, VectorIndex};
 use crate::space::EmbeddingSpace;
 use crate::store::record::{ImageRecord, path_to_bytes};
 use crate::store::{Batch, Failure, Store, StoredIndexParams};
-use crate::types::{ContentHash, ImageId, Timestamp};
+use crate::types::{ContentHash, ImageId, IndexMemory, Timestamp};
 use marker::{FORMAT_MARKER_FILE, FORMAT_VERSION};
 
 const STORE_DIR: &str = "store";
@@ -78,6 +78,7 @@ pub struct DbOptions {
     accept_variants: bool,
     create: bool,
     index: IndexParams,
+    index_memory: Option<IndexMemory>,
     snapshot_every: u64,
     compact_ratio: f32,
     exact_scan_rows: usize,
@@ -104,6 +105,7 @@ impl Default for DbOptions {
             accept_variants: false,
             create: false,
             index: IndexParams::default(),
+            index_memory: None,
             snapshot_every: 10_000,
             compact_ratio: 0.2,
             exact_scan_rows: crate::index::EXACT_SCAN_ROWS,
@@ -153,6 +155,16 @@ impl DbOptions {
     /// open. Default: [`IndexParams::default`].
     pub fn index_params(mut self, params: IndexParams) -> DbOptions {
         self.index = params;
+        self
+    }
+
+    /// Where the index keeps its exact vectors ([`IndexMemory`]): recorded
+    /// when the database is created, and fixed from then on. Opening an
+    /// existing database with another mode fails with
+    /// [`Error::IndexMemoryMismatch`]; leaving it unset opens any. Default:
+    /// unset, which creates [`IndexMemory::Resident`] databases.
+    pub fn index_memory(mut self, memory: IndexMemory) -> DbOptions {
+        self.index_memory = Some(memory);
         self
     }
 
@@ -318,6 +330,11 @@ pub struct Stats {
     pub space: EmbeddingSpace,
     /// The graph parameters.
     pub index_params: IndexParams,
+    /// Where the index keeps its exact vectors.
+    pub index_memory: IndexMemory,
+    /// The bytes of exact vectors in memory: all of them in the resident
+    /// mode, those written since the last snapshot in the compact mode.
+    pub resident_vector_bytes: usize,
     /// Live points of the graph.
     pub index_points: usize,
     /// Tombstoned points of the graph.
@@ -704,6 +721,8 @@ impl Db {
             failures: inner.store.failures()?.len(),
             space: inner.space.clone(),
             index_params: inner.index.params(),
+            index_memory: inner.index.memory(),
+            resident_vector_bytes: inner.index.resident_vector_bytes(),
             index_points,
             tombstones,
             delta_points: inner.index.delta(),
@@ -819,7 +838,8 @@ impl Inner {
                     m: options.index.m as u32,
                     ef_construction: options.index.ef_construction as u32,
                 };
-                store.initialise(FORMAT_VERSION, space, &params, new_db_id(root))?;
+                let memory = options.index_memory.unwrap_or_default();
+                store.initialise(FORMAT_VERSION, space, &params, memory, new_db_id(root))?;
                 space.clone()
             }
             (None, _) => {
@@ -845,6 +865,14 @@ impl Inner {
             ef_search: options.index.ef_search,
         };
         params.validate()?;
+        let memory = store.index_memory()?;
+        if let Some(requested) = options.index_memory.filter(|&m| m != memory) {
+            return Err(Error::IndexMemoryMismatch {
+                path: root.to_path_buf(),
+                recorded: memory,
+                requested,
+            });
+        }
         let db_id = store.db_id()?.ok_or(Error::Corrupt {
             path: root.to_path_buf(),
             what: "database",
@@ -858,6 +886,7 @@ impl Inner {
             db_id,
             dim: space.dim as usize,
             params,
+            memory,
             last_seq: writer.last_seq,
             log_pruned_through: store.log_pruned_through()?,
         };
@@ -865,7 +894,7 @@ impl Inner {
         // Changes the index holds that no snapshot has, and whether they are
         // worth a snapshot right away (a rebuild always is).
         let (mut index, origin, unsnapshotted, snapshot_now) = if created {
-            let index = VectorIndex::empty(space.dim as usize, params, writer.last_seq);
+            let index = VectorIndex::empty(space.dim as usize, params, memory, writer.last_seq);
             (index, IndexOrigin::Created, 0, false)
         } else {
             match snapshot::load(&storage, &index_dir, &identity) {
@@ -902,6 +931,7 @@ impl Inner {
                     let index = VectorIndex::build(
                         space.dim as usize,
                         params,
+                        memory,
                         store.records(),
                         writer.last_seq,
                     )?;

@@ -22,7 +22,7 @@ pub use model::{ModelError, ModelProblem, SearchedPlace, SearchedPlaces, TensorR
 pub use store::{Corruption, SnapshotError, StoreError};
 
 use crate::space::EmbeddingSpace;
-use crate::types::ModelVariant;
+use crate::types::{IndexMemory, ModelVariant};
 
 /// The result type of every fallible imgdb function.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -91,6 +91,21 @@ pub enum Error {
         stored: Box<EmbeddingSpace>,
         /// The space of the caller.
         given: Box<EmbeddingSpace>,
+    },
+
+    /// The caller asked for an index memory mode other than the one the
+    /// database was created with (it is chosen at creation).
+    #[error(
+        "database {path} was created with the {recorded} index memory mode, not {requested}; \
+         the mode is chosen when a database is created (export and import into a new one to change it)"
+    )]
+    IndexMemoryMismatch {
+        /// The database directory.
+        path: PathBuf,
+        /// The mode recorded at creation.
+        recorded: IndexMemory,
+        /// The mode asked for.
+        requested: IndexMemory,
     },
 
     /// The database holds vectors of the caller's model, but made by another
@@ -421,6 +436,7 @@ impl Error {
             | Error::InvalidParameter { .. } => ErrorKind::InvalidInput,
             Error::InUse { .. } | Error::Reindexing { .. } => ErrorKind::InUse,
             Error::SpaceMismatch { .. }
+            | Error::IndexMemoryMismatch { .. }
             | Error::VariantMismatch { .. }
             | Error::ImageExists { .. } => ErrorKind::Conflict,
             Error::Corrupt { .. } => ErrorKind::Corrupt,

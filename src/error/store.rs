@@ -128,6 +128,8 @@ pub enum Corruption {
     StoreBehindIndex,
     /// A queued file event has a kind this build does not know.
     UnknownEventKind,
+    /// The recorded index memory mode has a code this build does not know.
+    UnknownIndexMemory,
 }
 
 impl std::fmt::Display for Corruption {
@@ -153,6 +155,7 @@ impl std::fmt::Display for Corruption {
             Corruption::NoDatabaseId => "no database id recorded",
             Corruption::StorePanicked => "sled panicked while opening it",
             Corruption::UnknownEventKind => "a queued file event of an unknown kind",
+            Corruption::UnknownIndexMemory => "an index memory mode of an unknown code",
             Corruption::StoreBehindIndex => {
                 "it lacks changes the index snapshot covers (it was truncated or replaced \
                  by an older copy); restore it, or remove the index folder to open what is left"

@@ -30,10 +30,13 @@ fn quantize_into(v: &[f32], codes: &mut [i8]) -> f32 {
     step
 }
 
+/// The `i8` codes of rows, in one array, and each row's step.
+pub(crate) type QuantizedRows = (Vec<i8>, Vec<f32>);
+
 /// The codes of `vectors` (rows of `dim`) in one array, and their steps,
 /// quantized in parallel: no per-row allocation, and no second copy at the
 /// end (a snapshot load at 1M rows held 512 MB of both at once).
-pub(crate) fn quantize_rows(vectors: &[f32], dim: usize) -> (Vec<i8>, Vec<f32>) {
+pub(crate) fn quantize_rows(vectors: &[f32], dim: usize) -> QuantizedRows {
     use rayon::prelude::*;
     let dim = dim.max(1);
     let mut codes = vec![0; vectors.len()];

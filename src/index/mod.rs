@@ -33,16 +33,19 @@ pub(crate) mod distance;
 pub(crate) mod flat;
 mod graph;
 pub(crate) mod snapshot;
+pub(crate) mod vectors;
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::error::{Error, Result};
 use crate::store::record::ImageRecord;
+use crate::types::IndexMemory;
 use crate::types::{ImageFormat, ImageId, Timestamp};
-use distance::{dot, quantize_parts, quantize_rows};
+use distance::{QuantizedRows, dot, quantize_parts, quantize_rows};
 use flat::{Codes, FlatGraph};
 use graph::Graph;
+use vectors::Vectors;
 
 /// Parameters of the HNSW graph, named as in the paper (Malkov & Yashunin, 2016).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,6 +169,7 @@ pub(crate) enum GraphSlot {
 pub(crate) struct VectorIndex {
     dim: usize,
     params: IndexParams,
+    memory: IndexMemory,
     /// When at most this many rows match a search, they are scanned exactly
     /// instead of walking the graph: as fast at that size, and it never
     /// misses (a graph walk through a sparse filter can strand in a region
@@ -211,8 +215,8 @@ impl Frozen<'_> {
 /// What searches read.
 pub(crate) struct State {
     pub rows: Vec<Row>,
-    /// `rows × dim` exact unit vectors, row-major.
-    pub vectors: Vec<f32>,
+    /// The exact unit vectors, one per row.
+    pub vectors: Vectors,
     /// `rows × dim` quantized codes, and one scale per row.
     pub codes: Vec<i8>,
     pub scales: Vec<f32>,
@@ -233,8 +237,8 @@ impl State {
     /// are `vectors` quantized ([`quantize_rows`]).
     fn new(
         rows: Vec<Row>,
-        vectors: Vec<f32>,
-        (codes, scales): (Vec<i8>, Vec<f32>),
+        vectors: Vectors,
+        (codes, scales): QuantizedRows,
         flat: FlatGraph,
         watermark: u64,
     ) -> State {
@@ -256,8 +260,8 @@ impl State {
         }
     }
 
-    pub fn vector(&self, row: usize, dim: usize) -> &[f32] {
-        &self.vectors[row * dim..(row + 1) * dim]
+    pub fn vector(&self, row: usize) -> &[f32] {
+        self.vectors.row(row)
     }
 
     fn tombstone(&mut self, row: usize) {
@@ -270,10 +274,17 @@ impl State {
 }
 
 impl VectorIndex {
-    fn from_parts(dim: usize, params: IndexParams, state: State, graph: GraphSlot) -> VectorIndex {
+    fn from_parts(
+        dim: usize,
+        params: IndexParams,
+        memory: IndexMemory,
+        state: State,
+        graph: GraphSlot,
+    ) -> VectorIndex {
         VectorIndex {
             dim,
             params,
+            memory,
             exact_scan_rows: EXACT_SCAN_ROWS,
             delta_rows: DELTA_ROWS,
             state: RwLock::new(state),
@@ -282,8 +293,13 @@ impl VectorIndex {
     }
 
     /// An empty index.
-    pub fn empty(dim: usize, params: IndexParams, watermark: u64) -> VectorIndex {
-        VectorIndex::from_rows(dim, params, Vec::new(), Vec::new(), watermark)
+    pub fn empty(
+        dim: usize,
+        params: IndexParams,
+        memory: IndexMemory,
+        watermark: u64,
+    ) -> VectorIndex {
+        VectorIndex::from_rows(dim, params, memory, Vec::new(), Vec::new(), watermark)
     }
 
     /// An index of `records`, built from scratch, covering the store up to
@@ -291,6 +307,7 @@ impl VectorIndex {
     pub fn build(
         dim: usize,
         params: IndexParams,
+        memory: IndexMemory,
         records: impl Iterator<Item = Result<ImageRecord>>,
         watermark: u64,
     ) -> Result<VectorIndex> {
@@ -313,7 +330,7 @@ impl VectorIndex {
             });
         }
         Ok(VectorIndex::from_rows(
-            dim, params, rows, vectors, watermark,
+            dim, params, memory, rows, vectors, watermark,
         ))
     }
 
@@ -322,6 +339,7 @@ impl VectorIndex {
     fn from_rows(
         dim: usize,
         params: IndexParams,
+        memory: IndexMemory,
         rows: Vec<Row>,
         vectors: Vec<f32>,
         watermark: u64,
@@ -331,23 +349,26 @@ impl VectorIndex {
         let mut graph = Graph::new(dim, params.m, params.ef_construction);
         graph.insert(&codes, &scales);
         let flat = graph.flatten();
+        let vectors = Vectors::in_memory(dim, vectors);
         let state = State::new(rows, vectors, (codes, scales), flat, watermark);
-        VectorIndex::from_parts(dim, params, state, GraphSlot::Ready(Box::new(graph)))
+        let graph = GraphSlot::Ready(Box::new(graph));
+        VectorIndex::from_parts(dim, params, memory, state, graph)
     }
 
-    /// An index from a snapshot's parts; the builder is made from the flat
-    /// copy when a writer first needs it.
+    /// An index from a snapshot's parts: its vectors, and their codes and
+    /// scales ([`quantize_rows`]). The builder is made from the flat copy
+    /// when a writer first needs it.
     pub(crate) fn from_snapshot(
         dim: usize,
         params: IndexParams,
+        memory: IndexMemory,
         rows: Vec<Row>,
-        vectors: Vec<f32>,
+        (vectors, codes): (Vectors, QuantizedRows),
         flat: FlatGraph,
         watermark: u64,
     ) -> VectorIndex {
-        let codes = quantize_rows(&vectors, dim);
         let state = State::new(rows, vectors, codes, flat, watermark);
-        VectorIndex::from_parts(dim, params, state, GraphSlot::InFlat)
+        VectorIndex::from_parts(dim, params, memory, state, GraphSlot::InFlat)
     }
 
     /// A new index holding only the live rows: what compaction swaps in.
@@ -358,11 +379,11 @@ impl VectorIndex {
             let mut vectors = Vec::with_capacity((state.rows.len() - state.dead) * self.dim);
             for (i, row) in state.rows.iter().enumerate().filter(|(_, r)| r.alive) {
                 rows.push(row.clone());
-                vectors.extend_from_slice(state.vector(i, self.dim));
+                vectors.extend_from_slice(state.vector(i));
             }
             (rows, vectors, state.watermark)
         };
-        VectorIndex::from_rows(self.dim, self.params, rows, vectors, watermark)
+        VectorIndex::from_rows(self.dim, self.params, self.memory, rows, vectors, watermark)
     }
 
     /// Replaces this index's contents with `other`'s.
@@ -444,6 +465,25 @@ impl VectorIndex {
         self.params
     }
 
+    pub fn memory(&self) -> IndexMemory {
+        self.memory
+    }
+
+    /// Serves the first `rows` vectors from `map`, the `vectors.f32` of a
+    /// snapshot of them just written, if this index is compact; returns
+    /// whether it does. The caller holds the maintenance lock, so the index
+    /// still has the rows the snapshot was taken of.
+    pub(crate) fn map_snapshot_vectors(&self, map: memmap2::Mmap, rows: usize) -> bool {
+        self.memory == IndexMemory::Compact && self.write().vectors.remap(map, rows)
+    }
+
+    /// The bytes of exact vectors held in memory (all of them in the
+    /// resident mode; in the compact mode, those written since the last
+    /// snapshot).
+    pub fn resident_vector_bytes(&self) -> usize {
+        self.read().vectors.resident_bytes()
+    }
+
     /// Applies committed changes of batch `seq`.
     pub fn apply(&self, changes: &[Change<'_>], seq: u64) {
         let mut added = 0;
@@ -466,7 +506,7 @@ impl VectorIndex {
                             alive: true,
                             attrs: RowAttrs::of(record),
                         });
-                        state.vectors.extend_from_slice(&record.vector);
+                        state.vectors.push(&record.vector);
                         let (codes, scale) = quantize_parts(&record.vector);
                         state.codes.extend_from_slice(&codes);
                         state.scales.push(scale);
@@ -664,7 +704,7 @@ impl VectorIndex {
         });
         let mut scored: Vec<(ImageId, f32)> = candidates
             .into_iter()
-            .map(|row| (state.rows[row].id, dot(query, state.vector(row, self.dim))))
+            .map(|row| (state.rows[row].id, dot(query, state.vector(row))))
             .collect();
         scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         scored.truncate(k);
@@ -674,10 +714,7 @@ impl VectorIndex {
     /// The exact vector of an image, if indexed.
     pub fn vector_of(&self, id: ImageId) -> Option<Vec<f32>> {
         let state = self.read();
-        state
-            .by_id
-            .get(&id)
-            .map(|&row| state.vector(row, self.dim).to_vec())
+        state.by_id.get(&id).map(|&row| state.vector(row).to_vec())
     }
 
     /// The `vector_seq` an image was indexed with, if indexed.

@@ -27,10 +27,13 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::distance::{QuantizedRows, quantize_rows};
 use super::flat::FlatGraph;
+use super::vectors::Vectors;
 use super::{Frozen, IndexParams, Row, RowAttrs, VectorIndex};
 use crate::error::{Error, Result, SnapshotError};
 use crate::fsio::{self, Storage};
+use crate::types::IndexMemory;
 use crate::types::{ImageFormat, ImageId, Timestamp};
 
 /// The snapshot format this build writes; it also reads format 1.
@@ -224,6 +227,8 @@ pub(crate) struct Identity {
     pub db_id: [u8; 16],
     pub dim: usize,
     pub params: IndexParams,
+    /// Where the loaded index keeps its exact vectors.
+    pub memory: IndexMemory,
     /// The store's last sequence number.
     pub last_seq: u64,
     /// The sequence number through which the change log was pruned.
@@ -274,13 +279,14 @@ impl FileDigest {
             }));
         }
         let mut hasher = blake3::Hasher::new();
-        // A multiple of 4, so that f32 consumers get whole values.
-        let mut block = vec![0u8; 1 << 20];
+        // A multiple of 4, so that f32 consumers get whole values; large
+        // enough for the digest to use every core on it.
+        let mut block = vec![0u8; (4 << 20).min(self.len as usize)];
         let mut left = self.len;
         while left > 0 {
             let n = left.min(block.len() as u64) as usize;
             file.read_exact(&mut block[..n]).map_err(unreadable)?;
-            hasher.update(&block[..n]);
+            hasher.update_rayon(&block[..n]);
             consume(&block[..n]);
             left -= n as u64;
         }
@@ -529,9 +535,8 @@ pub(crate) fn write(
     let block = (1 << 18) / dim.max(1);
     let vector_chunks = (0..rows.len()).step_by(block.max(1)).map(|start| {
         let end = (start + block.max(1)).min(rows.len());
-        let state = index.read();
-        state.vectors[start * dim..end * dim]
-            .iter()
+        let rows = index.read().vectors.copy_rows(start..end);
+        rows.iter()
             .flat_map(|x| x.to_le_bytes())
             .collect::<Vec<u8>>()
     });
@@ -567,6 +572,20 @@ pub(crate) fn write(
     }
     storage.rename(&tmp, &target).map_err(io(&target))?;
     storage.sync_dir(index_dir).map_err(io(index_dir))?;
+    if index.memory() == IndexMemory::Compact {
+        // The rows just written are served from the file from now on. Not
+        // mapping them only costs memory: the snapshot itself is done.
+        let path = target.join(VECTORS_FILE);
+        let mapped = storage
+            .map(&path)
+            .map(|map| index.map_snapshot_vectors(map, rows.len()));
+        if !matches!(mapped, Ok(true)) {
+            tracing::warn!(
+                "{}: the compact index keeps its vectors in memory: {mapped:?}",
+                path.display()
+            );
+        }
+    }
     remove_others(storage, index_dir, &target)?;
     Ok(total)
 }
@@ -665,23 +684,14 @@ pub(crate) fn load(
         .chunks_exact(ROW_BYTES)
         .map(decode_row)
         .collect::<Result<Vec<_>, _>>()?;
-    let vectors_digest = digest(VECTORS_FILE)?;
-    if Some(vectors_digest.len) != header.rows.checked_mul(dim as u64 * 4) {
-        return Err(corrupt(SnapshotProblem::VectorTableLength));
-    }
-    // Straight into f32: the bytes are never held twice. Reserved once the
-    // file's length is known to match, as in `FileDigest::read`.
-    let mut vectors: Vec<f32> = Vec::new();
-    vectors_digest.read_checked(&**storage, &dir, |block| {
-        if vectors.is_empty() {
-            vectors.reserve_exact(header.rows as usize * dim);
-        }
-        vectors.extend(
-            block
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))),
-        );
-    })?;
+    let vectors = load_vectors(
+        storage,
+        &dir,
+        digest(VECTORS_FILE)?,
+        rows.len(),
+        dim,
+        identity.memory,
+    )?;
     let flat = FlatGraph::decode(
         &digest(FLAT_FILE)?.read(&**storage, &dir)?,
         header.version != HNSW_RS_FORMAT,
@@ -693,11 +703,71 @@ pub(crate) fn load(
     Ok(VectorIndex::from_snapshot(
         dim,
         identity.params,
+        identity.memory,
         rows,
         vectors,
         flat,
         header.watermark,
     ))
+}
+
+/// Reads `vectors.f32` once: checks its digest, quantizes its rows, and
+/// keeps them in memory (resident) or maps the file (compact).
+fn load_vectors(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    digest: &FileDigest,
+    rows: usize,
+    dim: usize,
+    memory: IndexMemory,
+) -> Result<(Vectors, QuantizedRows), RebuildReason> {
+    if Some(digest.len) != (rows as u64).checked_mul(dim as u64 * 4) {
+        return Err(corrupt(SnapshotProblem::VectorTableLength));
+    }
+    // A big-endian target cannot serve the little-endian file in place.
+    let map = memory == IndexMemory::Compact && cfg!(target_endian = "little");
+    let (mut codes, mut scales) = (Vec::new(), Vec::new());
+    let (mut kept, mut pending) = (Vec::new(), Vec::<f32>::new());
+    digest.read_checked(&**storage, dir, |block| {
+        // Reserved only once the file is known to have the recorded length,
+        // as in `FileDigest::read`.
+        if codes.capacity() == 0 {
+            codes.reserve_exact(rows * dim);
+            scales.reserve_exact(rows);
+            if !map {
+                kept.reserve_exact(rows * dim);
+            }
+        }
+        pending.extend(
+            block
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))),
+        );
+        // Blocks need not end on a row: the rest waits for the next one.
+        let whole = pending.len() - pending.len() % dim.max(1);
+        let (block_codes, block_scales) = quantize_rows(&pending[..whole], dim);
+        codes.extend_from_slice(&block_codes);
+        scales.extend_from_slice(&block_scales);
+        if !map {
+            kept.extend_from_slice(&pending[..whole]);
+        }
+        pending.drain(..whole);
+    })?;
+    let vectors = if map {
+        let path = dir.join(VECTORS_FILE);
+        let unreadable = |cause: String| {
+            corrupt(SnapshotProblem::Unreadable {
+                file: path.clone(),
+                cause,
+            })
+        };
+        let file = storage.map(&path).map_err(|e| unreadable(e.to_string()))?;
+        Vectors::mapped(dim, file, rows)
+            .ok_or_else(|| unreadable("the mapping does not hold the rows".into()))?
+    } else {
+        Vectors::in_memory(dim, kept)
+    };
+    Ok((vectors, (codes, scales)))
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError};
 use crate::error::{Corruption, Error, ErrorKind, FailureReason, Result, StoreError};
 use crate::fsio::{CommitStage, Storage};
 use crate::space::{EmbeddingSpace, Fingerprint};
-use crate::types::{ContentHash, ImageId, ModelVariant, Timestamp};
+use crate::types::{ContentHash, ImageId, IndexMemory, ModelVariant, Timestamp};
 use codec::{
     corrupt, decode, encode, hash_key, id_from_bytes, id_key, log_key, split_log_key, tag_key,
 };
@@ -36,6 +36,7 @@ mod meta_key {
     pub const FORMAT_VERSION: &[u8] = b"format_version";
     pub const SPACE: &[u8] = b"space";
     pub const INDEX_PARAMS: &[u8] = b"index_params";
+    pub const INDEX_MEMORY: &[u8] = b"index_memory";
     pub const NEXT_ID: &[u8] = b"next_id";
     pub const LAST_SEQ: &[u8] = b"last_seq";
     pub const CREATED: &[u8] = b"created";
@@ -292,6 +293,19 @@ impl Store {
         self.meta_get(meta_key::INDEX_PARAMS, "index parameters")
     }
 
+    /// The index memory mode recorded at creation: resident for a database
+    /// created before modes existed.
+    pub fn index_memory(&self) -> Result<IndexMemory> {
+        match self.meta_get::<u8>(meta_key::INDEX_MEMORY, "index memory mode")? {
+            None => Ok(IndexMemory::Resident),
+            Some(code) => IndexMemory::from_code(code).ok_or_else(|| Error::Corrupt {
+                path: self.root.clone(),
+                what: "store",
+                problem: Corruption::UnknownIndexMemory,
+            }),
+        }
+    }
+
     /// The next unused image id.
     pub fn next_id(&self) -> Result<u64> {
         Ok(self.meta_get(meta_key::NEXT_ID, "id counter")?.unwrap_or(1))
@@ -316,6 +330,7 @@ impl Store {
         version: u32,
         space: &EmbeddingSpace,
         params: &StoredIndexParams,
+        memory: IndexMemory,
         db_id: [u8; 16],
     ) -> Result<()> {
         let entries = [
@@ -326,6 +341,10 @@ impl Store {
             ),
             (meta_key::SPACE, encode(space, "embedding space")?),
             (meta_key::INDEX_PARAMS, encode(params, "index parameters")?),
+            (
+                meta_key::INDEX_MEMORY,
+                encode(&memory.code(), "index memory mode")?,
+            ),
             (
                 meta_key::CREATED,
                 encode(&Timestamp::now(), "creation time")?,

@@ -247,7 +247,14 @@ pub fn db_path(cli: &Cli) -> PathBuf {
 
 /// The existing database, of whatever model.
 fn open(cli: &Cli) -> Result<Db> {
-    Ok(Db::open(db_path(cli))?)
+    Ok(memory_option(cli, Db::options()).open(db_path(cli))?)
+}
+
+fn memory_option(cli: &Cli, options: imgdb::DbOptions) -> imgdb::DbOptions {
+    match cli.index_memory {
+        Some(memory) => options.index_memory(memory),
+        None => options,
+    }
 }
 
 /// The model with the towers a command needs.
@@ -277,9 +284,10 @@ fn open_or_create_for(cli: &Cli, encoder: &Encoder) -> Result<Db> {
 }
 
 fn db_options(cli: &Cli, encoder: &Encoder) -> imgdb::DbOptions {
-    Db::options()
+    let options = Db::options()
         .space(encoder.space().clone())
-        .accept_variants(cli.accept_variant)
+        .accept_variants(cli.accept_variant);
+    memory_option(cli, options)
 }
 
 fn read_labels(path: &Path) -> Result<Vec<String>> {
@@ -642,6 +650,11 @@ pub fn print_stats(stats: &Value, json: bool, out: &mut Out) -> Result<()> {
         field("tombstones")?,
         field("m")?,
         field("ef_construction")?
+    ))?;
+    out.line(format!(
+        "vectors       {} memory, {} bytes resident",
+        field("index_memory")?.as_str().unwrap_or_default(),
+        field("resident_vector_bytes")?
     ))?;
     out.line(format!("store         {} bytes", field("store_bytes")?))?;
     out.line(format!("snapshot      {} bytes", field("snapshot_bytes")?))?;

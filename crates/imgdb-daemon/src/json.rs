@@ -19,7 +19,8 @@ pub fn stats_json(stats: &Stats) -> Value {
         "index_origin": format!("{:?}", stats.origin), "store_bytes": stats.store_bytes,
         "snapshot_bytes": stats.snapshot_bytes, "format_version": stats.format_version,
         "m": stats.index_params.m, "ef_construction": stats.index_params.ef_construction,
-        "ef_search": stats.index_params.ef_search,
+        "ef_search": stats.index_params.ef_search, "index_memory": stats.index_memory.name(),
+        "resident_vector_bytes": stats.resident_vector_bytes,
     })
 }
 

@@ -1,0 +1,204 @@
+//! The index memory modes: a compact database answers exactly as a resident
+//! one with the same images, before and after a snapshot, a reopen and more
+//! writes, while holding only the vectors written since its last snapshot in
+//! memory; the mode is recorded at creation and enforced on open; a damaged
+//! vector file of a compact snapshot means a rebuild, as for any snapshot.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::{graph_walk, image, seed, space, unit_vector};
+use imgdb::{
+    Db, DbOptions, ErrorKind, Hit, IndexMemory, IndexOrigin, RebuildReason, SearchOptions,
+    SnapshotProblem,
+};
+
+const DIM: usize = 48;
+
+fn options(memory: IndexMemory) -> DbOptions {
+    graph_walk(DIM as u32)
+        .index_memory(memory)
+        .background_maintenance(false)
+}
+
+fn fill(db: &Db, range: std::ops::Range<u64>) {
+    let images = range.map(|n| image(n, DIM)).collect();
+    db.insert(&space(DIM as u32), images).unwrap();
+}
+
+/// The answers to 60 queries near stored images, by graph walk.
+fn answers(db: &Db, seed: u64) -> Vec<Vec<Hit>> {
+    (0..60u64)
+        .map(|q| {
+            // Half the queries are stored vectors, half random directions.
+            let query = if q % 2 == 0 {
+                image((seed + q * 37) % 900, DIM).vector
+            } else {
+                unit_vector(seed * 1000 + q, DIM)
+            };
+            let options = SearchOptions {
+                k: 10,
+                ef: Some(32),
+                ..SearchOptions::default()
+            };
+            db.search(&query, &options).unwrap()
+        })
+        .collect()
+}
+
+fn vector_bytes(rows: usize) -> usize {
+    rows * DIM * 4
+}
+
+#[test]
+fn a_compact_database_answers_as_a_resident_one_and_keeps_only_new_vectors_in_memory() {
+    let seed = seed("memory_modes", 5);
+    let dir = tempfile::tempdir().unwrap();
+    let (resident_path, compact_path) = (dir.path().join("resident"), dir.path().join("compact"));
+    let resident = options(IndexMemory::Resident).open(&resident_path).unwrap();
+    let compact = options(IndexMemory::Compact).open(&compact_path).unwrap();
+    // Under 1 024 rows the graph is built one row at a time, the same
+    // graph in both: their answers can be compared one for one.
+    for db in [&resident, &compact] {
+        fill(db, 0..900);
+    }
+    // Before any snapshot, the compact index holds its vectors in memory too.
+    let stats = compact.stats().unwrap();
+    assert_eq!(stats.index_memory, IndexMemory::Compact);
+    assert!(stats.resident_vector_bytes >= vector_bytes(900));
+    assert_eq!(answers(&compact, seed), answers(&resident, seed));
+
+    for db in [&resident, &compact] {
+        db.checkpoint().unwrap();
+    }
+    assert_eq!(
+        compact.stats().unwrap().resident_vector_bytes,
+        0,
+        "the snapshot's vectors are served from its file"
+    );
+    assert!(resident.stats().unwrap().resident_vector_bytes >= vector_bytes(900));
+    let after_snapshot = answers(&resident, seed);
+    assert_eq!(answers(&compact, seed), after_snapshot);
+
+    // Reopened: the snapshot's vectors are mapped, not read into memory.
+    drop(compact);
+    let compact = Db::options()
+        .space(space(DIM as u32))
+        .exact_scan_rows(0)
+        .delta_rows(0)
+        .background_maintenance(false)
+        .open(&compact_path)
+        .unwrap();
+    assert!(matches!(
+        compact.index_origin(),
+        IndexOrigin::Snapshot { replayed: 0, .. }
+    ));
+    let stats = compact.stats().unwrap();
+    assert_eq!(
+        stats.index_memory,
+        IndexMemory::Compact,
+        "the mode is the recorded one"
+    );
+    assert_eq!(stats.resident_vector_bytes, 0);
+    assert_eq!(answers(&compact, seed), after_snapshot);
+
+    // New rows live in memory until the next snapshot maps them too.
+    for db in [&resident, &compact] {
+        fill(db, 900..1000);
+    }
+    let new_rows = compact.stats().unwrap().resident_vector_bytes;
+    assert!(
+        (vector_bytes(100)..=2 * vector_bytes(100)).contains(&new_rows),
+        "{new_rows} bytes for 100 new rows"
+    );
+    assert_eq!(answers(&compact, seed), answers(&resident, seed));
+    compact.checkpoint().unwrap();
+    assert_eq!(compact.stats().unwrap().resident_vector_bytes, 0);
+    assert_eq!(answers(&compact, seed), answers(&resident, seed));
+    for id in [1, 700, 999] {
+        let id = imgdb::ImageId(id);
+        assert_eq!(compact.vector(id), resident.vector(id), "vector of {id:?}");
+    }
+}
+
+#[test]
+fn the_mode_is_chosen_at_creation_and_another_is_refused_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let db = options(IndexMemory::Compact).open(&path).unwrap();
+    fill(&db, 0..10);
+    drop(db);
+    let err = options(IndexMemory::Resident)
+        .open(&path)
+        .err()
+        .expect("a resident open of a compact database");
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    let message = err.to_string();
+    assert!(
+        message.contains("compact") && message.contains("resident"),
+        "{message}"
+    );
+    // Unset opens whatever was recorded; a database of no recorded mode
+    // (created before modes existed: tests/compat.rs) is resident.
+    let db = Db::open(&path).unwrap();
+    assert_eq!(db.stats().unwrap().index_memory, IndexMemory::Compact);
+    let resident = Db::open_or_create(dir.path().join("other"), space(DIM as u32)).unwrap();
+    assert_eq!(
+        resident.stats().unwrap().index_memory,
+        IndexMemory::Resident
+    );
+}
+
+fn snapshot_file(db: &Path, name: &str) -> std::path::PathBuf {
+    fs::read_dir(db.join("index"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("snapshot-")
+        })
+        .expect("a snapshot")
+        .join(name)
+}
+
+#[test]
+fn a_damaged_vector_file_of_a_compact_snapshot_means_a_rebuild_with_the_same_answers() {
+    let seed = seed("memory_modes_damage", 9);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    // Exact scans (1 500 rows are below the scan threshold): the rebuilt
+    // graph need not be the same graph, the answers must be the same.
+    let exact = || {
+        Db::options()
+            .space(space(DIM as u32))
+            .create_if_missing(true)
+            .index_memory(IndexMemory::Compact)
+            .background_maintenance(false)
+    };
+    let db = exact().open(&path).unwrap();
+    fill(&db, 0..1500);
+    db.checkpoint().unwrap();
+    let before = answers(&db, seed);
+    drop(db);
+    let vectors = snapshot_file(&path, "vectors.f32");
+    let mut bytes = fs::read(&vectors).unwrap();
+    bytes[4 * DIM * 700 + 8] ^= 0x10;
+    fs::write(&vectors, bytes).unwrap();
+    let db = exact().open(&path).unwrap();
+    assert_eq!(
+        db.index_origin(),
+        IndexOrigin::Rebuilt {
+            reason: RebuildReason::Corrupt {
+                problem: SnapshotProblem::Checksum {
+                    file: "vectors.f32".into()
+                }
+            }
+        }
+    );
+    assert_eq!(answers(&db, seed), before);
+    assert!(db.verify().unwrap().is_clean());
+}
