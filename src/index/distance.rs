@@ -37,15 +37,27 @@ pub(crate) type QuantizedRows = (Vec<i8>, Vec<f32>);
 /// quantized in parallel: no per-row allocation, and no second copy at the
 /// end (a snapshot load at 1M rows held 512 MB of both at once).
 pub(crate) fn quantize_rows(vectors: &[f32], dim: usize) -> QuantizedRows {
+    let mut out = (
+        Vec::with_capacity(vectors.len()),
+        Vec::with_capacity(vectors.len() / dim.max(1)),
+    );
+    quantize_rows_onto(vectors, dim, &mut out);
+    out
+}
+
+/// [`quantize_rows`], appended to `out`: a snapshot load quantizes block by
+/// block into the one array it keeps.
+pub(crate) fn quantize_rows_onto(vectors: &[f32], dim: usize, (codes, steps): &mut QuantizedRows) {
     use rayon::prelude::*;
     let dim = dim.max(1);
-    let mut codes = vec![0; vectors.len()];
-    let steps = codes
-        .par_chunks_mut(dim)
-        .zip(vectors.par_chunks(dim))
-        .map(|(codes, v)| quantize_into(v, codes))
-        .collect();
-    (codes, steps)
+    let start = codes.len();
+    codes.resize(start + vectors.len(), 0);
+    steps.par_extend(
+        codes[start..]
+            .par_chunks_mut(dim)
+            .zip(vectors.par_chunks(dim))
+            .map(|(codes, v)| quantize_into(v, codes)),
+    );
 }
 
 /// The exact dot product of two `f32` vectors of equal length.

@@ -27,7 +27,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::distance::{QuantizedRows, quantize_rows};
+use super::distance::{QuantizedRows, quantize_rows_onto};
 use super::flat::FlatGraph;
 use super::vectors::Vectors;
 use super::{Frozen, IndexParams, Row, RowAttrs, VectorIndex};
@@ -726,32 +726,34 @@ fn load_vectors(
     }
     // A big-endian target cannot serve the little-endian file in place.
     let map = memory == IndexMemory::Compact && cfg!(target_endian = "little");
-    let (mut codes, mut scales) = (Vec::new(), Vec::new());
-    let (mut kept, mut pending) = (Vec::new(), Vec::<f32>::new());
+    let mut codes: QuantizedRows = (Vec::new(), Vec::new());
+    // Resident: every row, converted once, in the array the index keeps.
+    // Compact: only the rows of the block at hand.
+    let mut floats = Vec::<f32>::new();
+    let mut quantized = 0;
     digest.read_checked(&**storage, dir, |block| {
         // Reserved only once the file is known to have the recorded length,
         // as in `FileDigest::read`.
-        if codes.capacity() == 0 {
-            codes.reserve_exact(rows * dim);
-            scales.reserve_exact(rows);
+        if codes.0.capacity() == 0 {
+            codes.0.reserve_exact(rows * dim);
+            codes.1.reserve_exact(rows);
             if !map {
-                kept.reserve_exact(rows * dim);
+                floats.reserve_exact(rows * dim);
             }
         }
-        pending.extend(
+        floats.extend(
             block
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes"))),
         );
         // Blocks need not end on a row: the rest waits for the next one.
-        let whole = pending.len() - pending.len() % dim.max(1);
-        let (block_codes, block_scales) = quantize_rows(&pending[..whole], dim);
-        codes.extend_from_slice(&block_codes);
-        scales.extend_from_slice(&block_scales);
-        if !map {
-            kept.extend_from_slice(&pending[..whole]);
+        let whole = floats.len() - floats.len() % dim.max(1);
+        quantize_rows_onto(&floats[quantized..whole], dim, &mut codes);
+        if map {
+            floats.drain(..whole);
+        } else {
+            quantized = whole;
         }
-        pending.drain(..whole);
     })?;
     let vectors = if map {
         let path = dir.join(VECTORS_FILE);
@@ -765,9 +767,9 @@ fn load_vectors(
         Vectors::mapped(dim, file, rows)
             .ok_or_else(|| unreadable("the mapping does not hold the rows".into()))?
     } else {
-        Vectors::in_memory(dim, kept)
+        Vectors::in_memory(dim, floats)
     };
-    Ok((vectors, (codes, scales)))
+    Ok((vectors, codes))
 }
 
 #[cfg(test)]
