@@ -18,6 +18,10 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// A read-only memory mapping of a file, as [`Storage::map`] returns it
+/// (memmap2's, re-exported so that a `Storage` needs no dependency of its own).
+pub use memmap2::Mmap;
+
 /// A file being written: bytes go through [`Write`], and
 /// [`sync`](StorageFile::sync) makes them durable.
 pub trait StorageFile: Write + Send {
@@ -70,11 +74,11 @@ pub trait Storage: Send + Sync {
     /// a new name); whatever else changes or truncates the file while it is
     /// mapped changes what searches read, or kills the process (SIGBUS), as
     /// with any memory-mapped database. Default: the local file, mapped.
-    fn map(&self, path: &Path) -> io::Result<memmap2::Mmap> {
+    fn map(&self, path: &Path) -> io::Result<Mmap> {
         let file = File::open(path)?;
         // SAFETY: see above: nothing of the database's writes a file that
         // is mapped, and the database's lock keeps other imgdb processes out.
-        unsafe { memmap2::Mmap::map(&file) }
+        unsafe { Mmap::map(&file) }
     }
     /// Asked at each stage of every store commit; an error fails the commit
     /// as an I/O error of the store would. The store's files are sled's, so

@@ -76,7 +76,7 @@ pub use error::{
 };
 pub use exchange::{ExportOptions, ExportReport};
 pub use filter::Filter;
-pub use fsio::{CommitStage, LocalStorage, Storage, StorageFile};
+pub use fsio::{CommitStage, LocalStorage, Mmap, Storage, StorageFile};
 pub use index::IndexParams;
 pub use index::snapshot::{RebuildReason, SNAPSHOT_FORMAT_VERSION, SnapshotProblem};
 pub use model::{

@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::storage::{Fault, Faulty, Kind};
 use std::fs;
 use std::path::Path;
 
@@ -200,5 +201,53 @@ fn a_damaged_vector_file_of_a_compact_snapshot_means_a_rebuild_with_the_same_ans
         }
     );
     assert_eq!(answers(&db, seed), before);
+    assert!(db.verify().unwrap().is_clean());
+}
+
+#[test]
+fn a_failed_mapping_keeps_the_vectors_in_memory_and_on_open_means_a_rebuild() {
+    let seed = seed("memory_modes_map_fault", 13);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let storage = Faulty::new();
+    let open = || {
+        options(IndexMemory::Compact)
+            .storage(storage.shared())
+            .open(&path)
+            .unwrap()
+    };
+    let db = open();
+    fill(&db, 0..900);
+    // The snapshot is written; only its mapping fails: the rows stay in memory.
+    storage.arm(Fault::Nth(Kind::Map, 0));
+    db.checkpoint().unwrap();
+    assert!(db.stats().unwrap().resident_vector_bytes >= vector_bytes(900));
+    // The next snapshot maps them.
+    fill(&db, 900..950);
+    let before = answers(&db, seed);
+    db.checkpoint().unwrap();
+    assert_eq!(db.stats().unwrap().resident_vector_bytes, 0);
+    assert_eq!(
+        &answers(&db, seed)[..],
+        &before[..],
+        "the same answers once mapped"
+    );
+    drop(db);
+    // A snapshot whose vectors cannot be mapped on open is not used.
+    storage.arm(Fault::Nth(Kind::Map, 0));
+    let db = open();
+    assert!(
+        matches!(
+            db.index_origin(),
+            IndexOrigin::Rebuilt {
+                reason: RebuildReason::Corrupt {
+                    problem: SnapshotProblem::Unreadable { .. }
+                }
+            }
+        ),
+        "{:?}",
+        db.index_origin()
+    );
+    assert_eq!(db.stats().unwrap().index_points, 950);
     assert!(db.verify().unwrap().is_clean());
 }

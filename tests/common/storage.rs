@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crossbeam_channel::{Receiver, Sender};
-use imgdb::{CommitStage, LocalStorage, Storage, StorageFile};
+use imgdb::{CommitStage, LocalStorage, Mmap, Storage, StorageFile};
 
 /// The kinds of operation a fault can hit.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -17,6 +17,8 @@ pub enum Kind {
     Sync,
     /// A rename.
     Rename,
+    /// A memory mapping (a compact index's `vectors.f32`).
+    Map,
     /// A store commit, at this stage.
     Commit(CommitStage),
 }
@@ -195,5 +197,9 @@ impl Storage for Faulty {
     }
     fn check_commit(&self, stage: CommitStage) -> io::Result<()> {
         self.check(Kind::Commit(stage))
+    }
+    fn map(&self, path: &Path) -> io::Result<Mmap> {
+        self.check(Kind::Map)?;
+        LocalStorage.map(path)
     }
 }
