@@ -119,8 +119,30 @@ fn opens_and_answers(
 }
 
 #[test]
-fn format_5_opens_as_it_is_and_answers() {
-    opens_and_answers(5);
+fn format_6_opens_as_it_is_and_answers() {
+    opens_and_answers(6);
+}
+
+/// Format 6 only added the `sources` tree: the migration records the
+/// version and rewrites nothing; the tree starts empty and takes the
+/// sources of LAION rows imported afterwards.
+#[test]
+fn format_5_opens_migrated_and_takes_imported_sources() {
+    let (dir, _) = opens_and_answers(5);
+    let encoder = tiny_model();
+    let db = Db::open(dir.path().join("db")).unwrap();
+    let sources = |db: &Db| {
+        db.records()
+            .filter(|record| db.source(record.as_ref().unwrap().id).unwrap().is_some())
+            .count()
+    };
+    assert_eq!(sources(&db), 0);
+    assert_eq!(
+        db.import(&encoder, &root().join("fixtures/laion")).unwrap(),
+        6
+    );
+    assert_eq!((db.stats().unwrap().images, sources(&db)), (14, 6));
+    assert!(db.verify().unwrap().is_clean());
 }
 
 /// Format 5 records the model variant in the embedding space: the
