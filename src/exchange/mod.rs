@@ -1,30 +1,38 @@
-//! Export and import of embeddings in the layout clip-retrieval writes, so
-//! that vectors computed elsewhere (LAION's, say) load without re-encoding
-//! and an imgdb database can be moved or inspected with numpy.
+//! Export and import of embeddings in the layout clip-retrieval writes and
+//! LAION ships, so that vectors computed elsewhere load without
+//! re-encoding and an imgdb database can be read with numpy and pyarrow
+//! (or by autofaiss and clip-retrieval's own tools).
 //!
 //! ```text
-//! DIR/img_emb/img_emb_K.npy        [N_K, dim] float32 (float16 accepted on import)
-//! DIR/metadata/metadata_K.jsonl    N_K lines, row i describes vector i
-//! DIR/imgdb_export.json            the embedding space (written on export,
-//!                                  checked on import when present)
+//! DIR/img_emb/img_emb_K.npy            [N_K, dim] float32 (float16 accepted on import)
+//! DIR/metadata/metadata_K.parquet      N_K rows, row i describes vector i
+//! DIR/metadata/metadata_K.jsonl        the same as JSON Lines (read on import
+//!                                      when there is no Parquet file: exports
+//!                                      of formats 1 and 2)
+//! DIR/imgdb_export.json                the embedding space (written on export,
+//!                                      checked on import when present)
 //! ```
-//! Layout and fields: `schema/cli.md` ("Export layout"). clip-retrieval
-//! writes Parquet metadata; imgdb reads and writes JSON Lines with the same
-//! `image_path` column.
+//! Layout and columns: `schema/cli.md` ("Export layout").
 //!
-//! Export streams: records are read in id order and written to shards of
-//! at most [`ExportOptions::shard_rows`] rows, so its memory does not grow
-//! with the database. Shards are written under `.partial` names, which
-//! import never reads, and renamed only once all are complete, the manifest
-//! last: a cancelled or failed export leaves any earlier export in the
-//! folder as it was.
+//! Both directions stream. Export reads the records in id order and writes
+//! shards of at most [`ExportOptions::shard_rows`] rows, under `.partial`
+//! names that import never reads, renamed only once all are complete, the
+//! manifest last: a cancelled or failed export leaves any earlier export in
+//! the folder as it was. Import reads vectors a chunk of rows at a time
+//! (`npy.rs`) and Parquet a row group at a time (`metadata.rs`), writing
+//! the store in batches.
+//!
+//! Rows from elsewhere have no local file: their record's path is their URL
+//! (or key), and their URL and caption are kept as an [`ImageSource`] in the
+//! store's `sources` tree, written right after each batch of records.
+
+mod metadata;
+mod npy;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, BufWriter, Seek, Write};
+use std::io::{BufWriter, Seek, Write};
 use std::path::{Path, PathBuf};
 
-use ndarray::Array2;
-use ndarray_npy::{ReadDataError, ReadNpyExt, ReadableElement};
 use serde::{Deserialize, Serialize};
 
 use crate::cancel::CancelToken;
@@ -32,41 +40,19 @@ use crate::db::{Db, NewImage, WriteBatch, WriteOp};
 use crate::error::{Error, ExchangeError, ExchangeProblem, Result};
 use crate::model::Encoder;
 use crate::space::{EmbeddingSpace, Fingerprint};
-use crate::store::record::{ImageRecord, Tag};
+use crate::store::record::{ImageRecord, ImageSource, Tag};
 use crate::types::{ContentHash, ImageFormat, ModelVariant, Timestamp};
+use metadata::{Metadata, MetadataWriter};
+use npy::NpyRows;
 
-/// The manifest's format version.
-const EXPORT_FORMAT_VERSION: u32 = 2;
+/// The manifest's format version: 3 writes Parquet metadata; 1 and 2 wrote
+/// JSON Lines, which import still reads.
+const EXPORT_FORMAT_VERSION: u32 = 3;
 const MANIFEST: &str = "imgdb_export.json";
 
-/// One line of `metadata_*.jsonl`.
-#[derive(Serialize, Deserialize)]
-struct Metadata {
-    image_path: PathBuf,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    other_paths: Vec<PathBuf>,
-    #[serde(default)]
-    content_hash: Option<String>,
-    #[serde(default)]
-    byte_size: u64,
-    #[serde(default)]
-    width: u32,
-    #[serde(default)]
-    height: u32,
-    #[serde(default)]
-    format: Option<String>,
-    /// Nanoseconds since the epoch.
-    #[serde(default)]
-    mtime: i64,
-    #[serde(default)]
-    tags: Vec<TagLine>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct TagLine {
-    label: String,
-    score: f32,
-}
+/// Rows written to the store per batch on import, and read from a `.npy`
+/// file per chunk.
+const IMPORT_BATCH_ROWS: usize = 1000;
 
 #[derive(Serialize, Deserialize)]
 struct Manifest {
@@ -84,70 +70,13 @@ fn fp32_name() -> String {
     ModelVariant::Fp32.name().to_string()
 }
 
-/// A float16 element, as LAION ships its embeddings.
-#[derive(Clone, Copy)]
-struct F16(half::f16);
-
-impl ReadableElement for F16 {
-    fn read_to_end_exact_vec<R: std::io::Read>(
-        mut reader: R,
-        type_desc: &py_literal::Value,
-        len: usize,
-    ) -> std::result::Result<Vec<F16>, ReadDataError> {
-        let big_endian = match type_desc {
-            py_literal::Value::String(s) if s == "<f2" => false,
-            py_literal::Value::String(s) if s == ">f2" => true,
-            other => return Err(ReadDataError::WrongDescriptor(other.clone())),
-        };
-        let mut bytes = vec![0u8; len * 2];
-        reader.read_exact(&mut bytes)?;
-        if reader.read(&mut [0u8])? != 0 {
-            return Err(ReadDataError::ExtraBytes(1));
-        }
-        Ok(bytes
-            .chunks_exact(2)
-            .map(|b| {
-                let bits = if big_endian {
-                    u16::from_be_bytes([b[0], b[1]])
-                } else {
-                    u16::from_le_bytes([b[0], b[1]])
-                };
-                F16(half::f16::from_bits(bits))
-            })
-            .collect())
-    }
-}
-
-fn npy_error(path: &Path) -> impl Fn(ndarray_npy::ReadNpyError) -> Error + '_ {
-    move |source| {
-        ExchangeError::Npy {
-            path: path.to_path_buf(),
-            source: Box::new(source),
-        }
-        .into()
-    }
-}
-
-/// Reads an `[N, dim]` float32 or float16 `.npy` file as float32.
-fn read_embeddings(path: &Path) -> Result<Array2<f32>> {
-    let open = || File::open(path).map_err(Error::io(path));
-    match Array2::<f32>::read_npy(open()?) {
-        Ok(array) => Ok(array),
-        Err(ndarray_npy::ReadNpyError::WrongDescriptor(_)) => {
-            let halves = Array2::<F16>::read_npy(open()?).map_err(npy_error(path))?;
-            Ok(halves.mapv(|h| h.0.to_f32()))
-        }
-        Err(e) => Err(npy_error(path)(e)),
-    }
-}
-
 /// How an export runs. Defaults: shards of 65 536 rows (128 MiB of
 /// float32 vectors at dimension 512), never cancelled.
 #[derive(Clone, Debug)]
 pub struct ExportOptions {
-    /// The most rows of one `img_emb_K.npy` / `metadata_K.jsonl` pair (at
-    /// least 1). Readers that load a whole shard at once, imgdb's import
-    /// among them, need this much memory.
+    /// The most rows of one `img_emb_K.npy` / `metadata_K.parquet` pair (at
+    /// least 1). Readers that load a whole shard at once (numpy's
+    /// `np.load`, not imgdb's import, which streams) need this much memory.
     pub shard_rows: usize,
     /// Cancelled from another thread to stop at the next record: the
     /// export's files are removed and the report says `cancelled`.
@@ -175,25 +104,6 @@ pub struct ExportReport {
     pub cancelled: bool,
 }
 
-/// Version 1.0 `.npy` headers are padded to this length (a multiple of
-/// 64, as numpy writes them) so that a shard's header, written first with
-/// no rows, can be rewritten in place with the final count.
-const NPY_HEADER_LEN: usize = 128;
-
-/// The `.npy` header of a little-endian float32 `[rows, dim]` array.
-fn npy_header(rows: usize, dim: usize) -> Vec<u8> {
-    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, {dim}), }}");
-    let mut header = b"\x93NUMPY\x01\x00".to_vec();
-    let len = u16::try_from(NPY_HEADER_LEN - 10).expect("a small header");
-    header.extend_from_slice(&len.to_le_bytes());
-    header.extend_from_slice(dict.as_bytes());
-    // At most 87 bytes of dictionary for 64-bit counts: it always fits.
-    assert!(header.len() < NPY_HEADER_LEN);
-    header.resize(NPY_HEADER_LEN - 1, b' ');
-    header.push(b'\n');
-    header
-}
-
 /// The name a file is written under until the export is complete.
 fn partial(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_os_string();
@@ -206,6 +116,14 @@ fn embeddings_path(dir: &Path, shard: usize) -> PathBuf {
 }
 
 fn metadata_path(dir: &Path, shard: usize) -> PathBuf {
+    dir.join("metadata")
+        .join(format!("metadata_{shard}.parquet"))
+}
+
+/// The metadata files an export of an older format (or another tool) may
+/// have left beside shard `shard`'s: import prefers Parquet, so a stale
+/// JSON Lines file must not survive an export either.
+fn stale_metadata_path(dir: &Path, shard: usize) -> PathBuf {
     dir.join("metadata").join(format!("metadata_{shard}.jsonl"))
 }
 
@@ -233,28 +151,26 @@ impl ShardWriter {
 
     /// Flushes, writes `header` over the file's start, and syncs, so that
     /// the rename publishes a complete file even after a crash.
-    fn finish(self, header: Option<&[u8]>) -> Result<()> {
+    fn finish(self, header: &[u8]) -> Result<()> {
         let io = Error::io(&self.partial);
         let finished = self
             .writer
             .into_inner()
             .map_err(|e| e.into_error())
             .and_then(|mut file| {
-                if let Some(header) = header {
-                    file.rewind()?;
-                    file.write_all(header)?;
-                }
+                file.rewind()?;
+                file.write_all(header)?;
                 file.sync_all()
             });
         finished.map_err(io)
     }
 }
 
-/// The shard being written: its vectors and its metadata lines.
+/// The shard being written: its vectors and its metadata rows.
 struct Shard {
     rows: usize,
     embeddings: ShardWriter,
-    metadata: ShardWriter,
+    metadata: MetadataWriter,
 }
 
 impl Shard {
@@ -263,9 +179,9 @@ impl Shard {
         let (emb_path, meta_path) = (embeddings_path(dir, index), metadata_path(dir, index));
         let mut embeddings = ShardWriter::create(&emb_path)?;
         paths.push(emb_path);
-        let metadata = ShardWriter::create(&meta_path)?;
+        let metadata = MetadataWriter::create(&partial(&meta_path))?;
         paths.push(meta_path);
-        embeddings.write(&npy_header(0, dim))?;
+        embeddings.write(&npy::header(0, dim))?;
         Ok(Shard {
             rows: 0,
             embeddings,
@@ -273,16 +189,19 @@ impl Shard {
         })
     }
 
-    fn push(&mut self, record: &ImageRecord, dim: usize) -> Result<()> {
+    fn push(
+        &mut self,
+        record: &ImageRecord,
+        source: Option<&ImageSource>,
+        dim: usize,
+    ) -> Result<()> {
         if record.vector.len() != dim {
             return Err(Error::DimensionMismatch {
                 expected: dim,
                 found: record.vector.len(),
             });
         }
-        let mut line = serde_json::to_vec(&Metadata::of(record)).expect("serialisable");
-        line.push(b'\n');
-        self.metadata.write(&line)?;
+        self.metadata.push(record, source)?;
         let bytes: Vec<u8> = record.vector.iter().flat_map(|x| x.to_le_bytes()).collect();
         self.embeddings.write(&bytes)?;
         self.rows += 1;
@@ -290,31 +209,8 @@ impl Shard {
     }
 
     fn finish(self, dim: usize) -> Result<()> {
-        self.embeddings.finish(Some(&npy_header(self.rows, dim)))?;
-        self.metadata.finish(None)
-    }
-}
-
-impl Metadata {
-    fn of(record: &ImageRecord) -> Metadata {
-        Metadata {
-            image_path: record.path().to_path_buf(),
-            other_paths: record.files[1..].iter().map(|f| f.path.clone()).collect(),
-            content_hash: Some(record.content_hash.to_hex()),
-            byte_size: record.byte_size,
-            width: record.width,
-            height: record.height,
-            format: Some(record.format.name().to_string()),
-            mtime: record.mtime().0,
-            tags: record
-                .tags
-                .iter()
-                .map(|t| TagLine {
-                    label: t.label.clone(),
-                    score: t.score,
-                })
-                .collect(),
-        }
+        self.embeddings.finish(&npy::header(self.rows, dim))?;
+        self.metadata.finish()
     }
 }
 
@@ -340,7 +236,8 @@ fn write_shards(
             let next = Shard::create(dir, paths.len() / 2, dim, paths)?;
             std::mem::replace(&mut shard, next).finish(dim)?;
         }
-        shard.push(&record?, dim)?;
+        let record = record?;
+        shard.push(&record, db.source(record.id)?.as_ref(), dim)?;
         images += 1;
     }
     shard.finish(dim)?;
@@ -393,12 +290,24 @@ impl Db {
         // Shards beyond ours are an earlier, larger export's: import would
         // read them as part of this one.
         for stale in shards.. {
-            let stale = [embeddings_path(dir, stale), metadata_path(dir, stale)];
+            let stale = [
+                embeddings_path(dir, stale),
+                metadata_path(dir, stale),
+                stale_metadata_path(dir, stale),
+            ];
             if !stale.iter().any(|p| p.exists()) {
                 break;
             }
             for path in stale.iter().filter(|p| p.exists()) {
                 std::fs::remove_file(path).map_err(Error::io(path))?;
+            }
+        }
+        // A JSON Lines file of an older export beside one of ours would be
+        // ignored by import, but misleads a reader of the folder.
+        for shard in 0..shards {
+            let old = stale_metadata_path(dir, shard);
+            if old.exists() {
+                std::fs::remove_file(&old).map_err(Error::io(&old))?;
             }
         }
         let space = self.space();
@@ -424,111 +333,228 @@ impl Db {
         })
     }
 
-    /// Loads `img_emb/img_emb_*.npy` with their `metadata/metadata_*.jsonl`
-    /// from `dir`. The vectors must be of the encoder's space: the dimension
-    /// is always checked, the fingerprint when `dir` has imgdb's manifest.
-    /// Returns the number of images added.
+    /// [`import_with`](Db::import_with) without progress reports.
     pub fn import(&self, encoder: &Encoder, dir: &Path) -> Result<usize> {
+        self.import_with(encoder, dir, |_, _| {})
+    }
+
+    /// Loads `img_emb/img_emb_K.npy` (float32 or float16 `[N, dim]`) with
+    /// `metadata/metadata_K.parquet` (preferred) or `metadata_K.jsonl`, for
+    /// K = 0, 1, … while they exist: an imgdb export, or LAION /
+    /// clip-retrieval shards. Returns the number of rows imported.
+    ///
+    /// The vectors must be of the encoder's space: the dimension is checked
+    /// against every shard before anything is written, the fingerprint when
+    /// `dir` has imgdb's manifest (shards from elsewhere carry none: the
+    /// caller names their model by the encoder). Each vector is
+    /// L2-normalised on the way in (LAION's already are; a vector with NaN,
+    /// an infinity or no length is refused, naming its file and row). A row
+    /// is identified by `image_path`, else its `url`, else its `key`; its
+    /// URL, caption and key are kept as its [`ImageSource`]
+    /// ([`Db::source`], [`QueryHit::source`](crate::QueryHit::source)).
+    ///
+    /// Streaming: vectors are read [`IMPORT_BATCH_ROWS`] rows at a time and
+    /// Parquet a row group at a time, and rows are written in batches of as
+    /// many, so memory does not grow with a shard's size. Importing again is
+    /// harmless: a row already present (same path and identity) is not
+    /// added twice, so an import that failed or was killed midway can simply
+    /// be run again. `progress` gets (rows done, rows in all shards) after
+    /// each batch.
+    pub fn import_with(
+        &self,
+        encoder: &Encoder,
+        dir: &Path,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<usize> {
         self.check_space(encoder.space())?;
-        let manifest_path = dir.join(MANIFEST);
-        if manifest_path.is_file() {
-            let text =
-                std::fs::read_to_string(&manifest_path).map_err(Error::io(&manifest_path))?;
-            let manifest: Manifest =
-                serde_json::from_str(&text).map_err(|source| ExchangeError::Json {
-                    path: manifest_path.clone(),
-                    source,
-                })?;
-            let inconsistent = |problem| ExchangeError::Inconsistent {
-                path: manifest_path.clone(),
-                problem,
-            };
-            if manifest.format_version > EXPORT_FORMAT_VERSION {
-                return Err(inconsistent(ExchangeProblem::NewerFormat {
-                    found: manifest.format_version,
-                    newest: EXPORT_FORMAT_VERSION,
-                })
-                .into());
-            }
-            let fingerprint = Fingerprint(
-                hex32(&manifest.fingerprint)
-                    .ok_or_else(|| inconsistent(ExchangeProblem::BadFingerprint))?,
-            );
-            let variant = ModelVariant::from_name(&manifest.variant)
-                .ok_or_else(|| inconsistent(ExchangeProblem::BadVariant))?;
-            self.check_space(&EmbeddingSpace {
-                model_id: manifest.model_id,
-                dim: manifest.dim,
-                fingerprint,
-                variant,
-            })?;
-        }
-        let mut added = 0;
-        for part in 0.. {
-            let emb_path = dir.join("img_emb").join(format!("img_emb_{part}.npy"));
-            if !emb_path.is_file() {
-                if part == 0 {
-                    return Err(Error::io(&emb_path)(std::io::ErrorKind::NotFound.into()));
+        self.check_manifest(dir)?;
+        // Every shard's header first: a wrong dimension anywhere is refused
+        // before anything is written.
+        let mut shards = Vec::new();
+        for shard in 0.. {
+            let path = embeddings_path(dir, shard);
+            if !path.is_file() {
+                if shard == 0 {
+                    return Err(Error::io(&path)(std::io::ErrorKind::NotFound.into()));
                 }
                 break;
             }
-            let embeddings = read_embeddings(&emb_path)?;
-            let meta_path = dir.join("metadata").join(format!("metadata_{part}.jsonl"));
-            let lines =
-                BufReader::new(File::open(&meta_path).map_err(Error::io(&meta_path))?).lines();
-            let mut rows = embeddings.outer_iter();
-            let mut batch = WriteBatch::new();
-            for line in lines {
-                let line = line.map_err(Error::io(&meta_path))?;
-                if line.trim().is_empty() {
-                    continue;
-                }
-                let meta: Metadata =
-                    serde_json::from_str(&line).map_err(|source| ExchangeError::Json {
-                        path: meta_path.clone(),
-                        source,
-                    })?;
-                let vector = rows.next().ok_or(ExchangeError::Inconsistent {
-                    path: emb_path.clone(),
-                    problem: ExchangeProblem::FewerVectors,
-                })?;
-                push_import(&mut batch, meta, vector.to_vec());
-                if batch.len() >= 1000 {
-                    self.write(encoder.space(), std::mem::take(&mut batch))?;
-                }
-            }
-            if rows.next().is_some() {
-                return Err(ExchangeError::Inconsistent {
-                    path: meta_path,
-                    problem: ExchangeProblem::FewerLines,
+            let vectors = NpyRows::open(&path)?;
+            let space = encoder.space();
+            if vectors.dim() != space.dim as usize {
+                return Err(ExchangeError::Dimension {
+                    path,
+                    found: vectors.dim(),
+                    expected: space.dim as usize,
+                    model: space.model_id.clone(),
                 }
                 .into());
             }
-            added += embeddings.nrows();
-            self.write(encoder.space(), batch)?;
+            let meta_path = metadata::find(dir, shard).ok_or_else(|| {
+                Error::io(&metadata_path(dir, shard))(std::io::ErrorKind::NotFound.into())
+            })?;
+            shards.push((path, meta_path));
         }
-        Ok(added)
+        let total = shards
+            .iter()
+            .map(|(path, _)| NpyRows::open(path).map(|v| v.rows()))
+            .sum::<Result<usize>>()?;
+        let mut importer = Importer {
+            db: self,
+            space: encoder.space(),
+            batch: WriteBatch::new(),
+            sources: Vec::new(),
+            done: 0,
+            total,
+            progress: &mut progress,
+        };
+        for (emb_path, meta_path) in shards {
+            importer.shard(&emb_path, &meta_path)?;
+            // A shard's last rows are committed with it: a later shard's
+            // failure keeps the shards before it.
+            importer.flush()?;
+        }
+        Ok(importer.done)
+    }
+
+    /// Checks imgdb's manifest in `dir`, when there is one, against this
+    /// database's space.
+    fn check_manifest(&self, dir: &Path) -> Result<()> {
+        let manifest_path = dir.join(MANIFEST);
+        if !manifest_path.is_file() {
+            return Ok(());
+        }
+        let text = std::fs::read_to_string(&manifest_path).map_err(Error::io(&manifest_path))?;
+        let manifest: Manifest =
+            serde_json::from_str(&text).map_err(|source| ExchangeError::Json {
+                path: manifest_path.clone(),
+                source,
+            })?;
+        let inconsistent = |problem| ExchangeError::Inconsistent {
+            path: manifest_path.clone(),
+            problem,
+        };
+        if manifest.format_version > EXPORT_FORMAT_VERSION {
+            return Err(inconsistent(ExchangeProblem::NewerFormat {
+                found: manifest.format_version,
+                newest: EXPORT_FORMAT_VERSION,
+            })
+            .into());
+        }
+        let fingerprint = Fingerprint(
+            hex32(&manifest.fingerprint)
+                .ok_or_else(|| inconsistent(ExchangeProblem::BadFingerprint))?,
+        );
+        let variant = ModelVariant::from_name(&manifest.variant)
+            .ok_or_else(|| inconsistent(ExchangeProblem::BadVariant))?;
+        self.check_space(&EmbeddingSpace {
+            model_id: manifest.model_id,
+            dim: manifest.dim,
+            fingerprint,
+            variant,
+        })
+    }
+}
+
+/// An import under way: the batch being filled, with the sources of its
+/// rows (by the index of the row's first operation).
+struct Importer<'a, P: FnMut(usize, usize)> {
+    db: &'a Db,
+    space: &'a EmbeddingSpace,
+    batch: WriteBatch,
+    sources: Vec<(usize, ImageSource)>,
+    done: usize,
+    total: usize,
+    progress: &'a mut P,
+}
+
+impl<P: FnMut(usize, usize)> Importer<'_, P> {
+    /// Imports one shard: its metadata rows paired with its vectors, read a
+    /// chunk at a time.
+    fn shard(&mut self, emb_path: &Path, meta_path: &Path) -> Result<()> {
+        let mut vectors = NpyRows::open(emb_path)?;
+        let dim = vectors.dim();
+        let (mut chunk, mut at, mut row) = (Vec::new(), 0, 0u64);
+        metadata::for_each_row(meta_path, |meta| {
+            if at == chunk.len() {
+                vectors.next_chunk(IMPORT_BATCH_ROWS, &mut chunk)?;
+                at = 0;
+            }
+            let vector = chunk
+                .get(at..at + dim)
+                .ok_or_else(|| ExchangeError::Inconsistent {
+                    path: emb_path.to_path_buf(),
+                    problem: ExchangeProblem::FewerVectors,
+                })?;
+            at += dim;
+            let bad = |problem| ExchangeError::BadVector {
+                path: emb_path.to_path_buf(),
+                row,
+                problem,
+            };
+            if vector.iter().any(|x| !x.is_finite()) {
+                return Err(bad(crate::error::VectorProblem::NotFinite).into());
+            }
+            if vector.iter().all(|&x| x == 0.0) {
+                return Err(bad(crate::error::VectorProblem::Zero).into());
+            }
+            let path = meta.identity().ok_or_else(|| ExchangeError::NoIdentity {
+                path: meta_path.to_path_buf(),
+                row,
+            })?;
+            if let Some(source) = meta.source() {
+                self.sources.push((self.batch.len(), source));
+            }
+            push_import(&mut self.batch, path, meta, vector.to_vec());
+            row += 1;
+            self.done += 1;
+            if self.batch.len() >= IMPORT_BATCH_ROWS {
+                self.flush()?;
+            }
+            Ok(())
+        })?;
+        if at < chunk.len() || vectors.remaining() > 0 {
+            return Err(ExchangeError::Inconsistent {
+                path: meta_path.to_path_buf(),
+                problem: ExchangeProblem::FewerLines,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Writes the batch, then the sources of its rows.
+    fn flush(&mut self) -> Result<()> {
+        let ids = self.db.write(self.space, std::mem::take(&mut self.batch))?;
+        let sources: Vec<_> = std::mem::take(&mut self.sources)
+            .into_iter()
+            .filter_map(|(op, source)| Some((ids.get(op).copied().flatten()?, source)))
+            .collect();
+        if !sources.is_empty() {
+            self.db.put_sources(&sources)?;
+        }
+        (self.progress)(self.done, self.total);
+        Ok(())
     }
 }
 
 /// The operations importing one row: the image, then its other files.
-fn push_import(batch: &mut WriteBatch, meta: Metadata, vector: Vec<f32>) {
+fn push_import(batch: &mut WriteBatch, path: PathBuf, meta: Metadata, vector: Vec<f32>) {
     let content_hash = meta
         .content_hash
         .as_deref()
         .and_then(hex32)
         .map(ContentHash)
-        // Vectors from elsewhere have no file bytes: their identity is their path.
-        .unwrap_or_else(|| {
-            ContentHash::of(crate::store::record::path_to_bytes(&meta.image_path).as_slice())
-        });
+        // Vectors from elsewhere have no file bytes: their identity is their
+        // path (a LAION row's URL or key).
+        .unwrap_or_else(|| ContentHash::of(crate::store::record::path_to_bytes(&path).as_slice()));
     let format = meta
         .format
         .as_deref()
         .and_then(ImageFormat::from_name)
         .unwrap_or(ImageFormat::Other);
     let image = NewImage {
-        path: meta.image_path,
+        path,
         mtime: Timestamp(meta.mtime),
         content_hash,
         byte_size: meta.byte_size,
