@@ -16,9 +16,10 @@ use std::sync::Arc;
 
 use parquet::basic::Compression;
 use parquet::data_type::{ByteArray, ByteArrayType, Int32Type, Int64Type};
+use parquet::errors::Result as ParquetResult;
 use parquet::file::properties::WriterProperties;
 use parquet::file::reader::{FileReader, SerializedFileReader};
-use parquet::file::writer::SerializedFileWriter;
+use parquet::file::writer::{SerializedColumnWriter, SerializedFileWriter};
 use parquet::record::{Field, Row, reader::RowIter};
 use parquet::schema::types::Type;
 use serde::{Deserialize, Serialize};
@@ -47,32 +48,22 @@ const IDENTITY: [&str; 3] = ["image_path", "url", "key"];
 
 /// One row's metadata, whichever file it came from.
 #[derive(Default, Deserialize)]
+// A JSON line may leave out any field.
+#[serde(default)]
 pub(crate) struct Metadata {
     /// imgdb's path of the image (absent in LAION's shards).
-    #[serde(default)]
     pub image_path: Option<PathBuf>,
-    #[serde(default)]
     pub other_paths: Vec<PathBuf>,
-    #[serde(default)]
     pub content_hash: Option<String>,
-    #[serde(default)]
     pub byte_size: u64,
-    #[serde(default)]
     pub width: u32,
-    #[serde(default)]
     pub height: u32,
-    #[serde(default)]
     pub format: Option<String>,
     /// Nanoseconds since the epoch.
-    #[serde(default)]
     pub mtime: i64,
-    #[serde(default)]
     pub tags: Vec<TagLine>,
-    #[serde(default)]
     pub url: Option<String>,
-    #[serde(default)]
     pub caption: Option<String>,
-    #[serde(default)]
     pub key: Option<String>,
 }
 
@@ -329,6 +320,15 @@ struct Columns {
     other_paths: Vec<ByteArray>,
 }
 
+/// Writes a string column's values (`levels`: each row's definition level,
+/// for a nullable column).
+fn strings<'a>(
+    values: &'a [ByteArray],
+    levels: Option<&'a [i16]>,
+) -> impl Fn(&mut SerializedColumnWriter<'_>) -> ParquetResult<usize> + 'a {
+    move |c| c.typed::<ByteArrayType>().write_batch(values, levels, None)
+}
+
 /// The Parquet metadata file of one shard, written at `path`.
 pub(crate) struct MetadataWriter {
     path: PathBuf,
@@ -418,7 +418,8 @@ impl MetadataWriter {
         Ok(())
     }
 
-    /// Writes the buffered rows as one row group.
+    /// Writes the buffered rows as one row group, its columns in the
+    /// schema's order.
     fn flush_row_group(&mut self) -> Result<()> {
         let rows = std::mem::take(&mut self.rows);
         if rows.image_path.is_empty() {
@@ -427,55 +428,29 @@ impl MetadataWriter {
         let pq = parquet_error(&self.path);
         let mut group = self.writer.next_row_group().map_err(&pq)?;
         let [url, caption, key] = &rows.source;
-        let strings = [
-            (&rows.image_path, None),
-            (&url.0, Some(url.1.as_slice())),
-            (&caption.0, Some(caption.1.as_slice())),
-            (&key.0, Some(key.1.as_slice())),
-            (&rows.content_hash, None),
-        ];
-        for (values, levels) in strings {
-            let mut column = group.next_column().map_err(&pq)?.expect("in the schema");
-            column
-                .typed::<ByteArrayType>()
-                .write_batch(values, levels, None)
-                .map_err(&pq)?;
-            column.close().map_err(&pq)?;
+        let mut column =
+            |write: &dyn Fn(&mut SerializedColumnWriter<'_>) -> ParquetResult<usize>| {
+                let mut column = group.next_column()?.expect("in the schema");
+                write(&mut column)?;
+                column.close()
+            };
+        column(&strings(&rows.image_path, None)).map_err(&pq)?;
+        for (values, levels) in [url, caption, key] {
+            column(&strings(values, Some(levels))).map_err(&pq)?;
         }
-        let mut column = group.next_column().map_err(&pq)?.expect("in the schema");
-        column
-            .typed::<Int64Type>()
-            .write_batch(&rows.byte_size, None, None)
-            .map_err(&pq)?;
-        column.close().map_err(&pq)?;
+        column(&strings(&rows.content_hash, None)).map_err(&pq)?;
+        column(&|c| {
+            c.typed::<Int64Type>()
+                .write_batch(&rows.byte_size, None, None)
+        })
+        .map_err(&pq)?;
         for values in [&rows.width, &rows.height] {
-            let mut column = group.next_column().map_err(&pq)?.expect("in the schema");
-            column
-                .typed::<Int32Type>()
-                .write_batch(values, None, None)
-                .map_err(&pq)?;
-            column.close().map_err(&pq)?;
+            column(&|c| c.typed::<Int32Type>().write_batch(values, None, None)).map_err(&pq)?;
         }
-        let mut column = group.next_column().map_err(&pq)?.expect("in the schema");
-        column
-            .typed::<ByteArrayType>()
-            .write_batch(&rows.format, None, None)
-            .map_err(&pq)?;
-        column.close().map_err(&pq)?;
-        let mut column = group.next_column().map_err(&pq)?.expect("in the schema");
-        column
-            .typed::<Int64Type>()
-            .write_batch(&rows.mtime, None, None)
-            .map_err(&pq)?;
-        column.close().map_err(&pq)?;
-        for values in [&rows.tags, &rows.other_paths] {
-            let mut column = group.next_column().map_err(&pq)?.expect("in the schema");
-            column
-                .typed::<ByteArrayType>()
-                .write_batch(values, None, None)
-                .map_err(&pq)?;
-            column.close().map_err(&pq)?;
-        }
+        column(&strings(&rows.format, None)).map_err(&pq)?;
+        column(&|c| c.typed::<Int64Type>().write_batch(&rows.mtime, None, None)).map_err(&pq)?;
+        column(&strings(&rows.tags, None)).map_err(&pq)?;
+        column(&strings(&rows.other_paths, None)).map_err(&pq)?;
         group.close().map_err(&pq)?;
         Ok(())
     }
