@@ -109,6 +109,28 @@ fn deleting_an_imported_image_removes_its_source() {
     assert_eq!(all_sources(&db).len(), 5);
 }
 
+/// A source whose record is gone (written behind the library's back) is
+/// reported by the consistency check.
+#[test]
+fn the_check_reports_an_orphan_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let encoder = encoder();
+    imported(dir.path(), &encoder).close().unwrap();
+    common::damage_store(&dir.path().join("db"), |store| {
+        let sources = store.open_tree("sources").unwrap();
+        // Three `None`s: an empty ImageSource (schema/store.md).
+        sources.insert(999u64.to_be_bytes(), &[0u8, 0, 0]).unwrap();
+    });
+    let db = Db::open(dir.path().join("db")).unwrap();
+    let report = db.verify().unwrap();
+    assert_eq!(
+        report.problems,
+        [imgdb::Problem::OrphanSource {
+            id: imgdb::ImageId(999)
+        }]
+    );
+}
+
 #[test]
 fn a_second_import_adds_nothing() {
     let dir = tempfile::tempdir().unwrap();

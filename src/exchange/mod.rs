@@ -353,7 +353,7 @@ impl Db {
     /// URL, caption and key are kept as its [`ImageSource`]
     /// ([`Db::source`], [`QueryHit::source`](crate::QueryHit::source)).
     ///
-    /// Streaming: vectors are read [`IMPORT_BATCH_ROWS`] rows at a time and
+    /// Streaming: vectors are read 1000 rows at a time and
     /// Parquet a row group at a time, and rows are written in batches of as
     /// many, so memory does not grow with a shard's size. Importing again is
     /// harmless: a row already present (same path and identity) is not
