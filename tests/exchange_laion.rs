@@ -212,6 +212,36 @@ fn an_import_that_failed_midway_runs_again_without_duplicates() {
     assert_eq!(sources.iter().filter(|(_, s)| s.is_some()).count(), 6);
 }
 
+/// A damaged Parquet file (cut short, or its middle overwritten) is an
+/// error naming it, never a crash; the shards before it are kept.
+#[test]
+fn a_damaged_parquet_file_is_an_error_naming_it() {
+    let encoder = encoder();
+    let original = std::fs::read(laion().join("metadata/metadata_1.parquet")).unwrap();
+    let mut scribbled = original.clone();
+    let middle = scribbled.len() / 2;
+    scribbled[8..middle].fill(0xA5);
+    for damaged in [original[..original.len() / 2].to_vec(), scribbled] {
+        let dir = tempfile::tempdir().unwrap();
+        let shards = dir.path().join("laion");
+        common::copy_dir(&laion(), &shards);
+        std::fs::write(shards.join("metadata/metadata_1.parquet"), damaged).unwrap();
+        let db = Db::open_or_create(dir.path().join("db"), encoder.space().clone()).unwrap();
+        let err = db.import(&encoder, &shards).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                Error::Exchange(
+                    ExchangeError::Parquet { .. } | ExchangeError::ParquetPanicked { .. }
+                )
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("metadata_1.parquet"), "{err}");
+        assert_eq!(db.stats().unwrap().images, 4);
+    }
+}
+
 /// A float16 NaN, little-endian.
 fn half_nan() -> [u8; 2] {
     0x7E00u16.to_le_bytes()

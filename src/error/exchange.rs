@@ -66,6 +66,16 @@ pub enum ExchangeError {
         source: parquet::errors::ParquetError,
     },
 
+    /// The Parquet reader panicked on a metadata file (a file it cannot
+    /// read): contained, and reported as this file's error.
+    #[error("{path}: the Parquet reader failed on this file: {message}")]
+    ParquetPanicked {
+        /// The file.
+        path: PathBuf,
+        /// The panic's message.
+        message: String,
+    },
+
     /// A metadata file lacks every column that could name its rows.
     #[error("{path}: no column `image_path`, `url` or `key` to name the rows by")]
     NoIdentityColumn {
@@ -207,6 +217,7 @@ impl ExchangeError {
             | ExchangeError::Inconsistent { .. }
             | ExchangeError::NpyLayout { .. }
             | ExchangeError::Parquet { .. }
+            | ExchangeError::ParquetPanicked { .. }
             | ExchangeError::NoIdentityColumn { .. }
             | ExchangeError::NoIdentity { .. }
             | ExchangeError::ColumnType { .. } => ErrorKind::Corrupt,

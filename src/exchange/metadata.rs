@@ -139,10 +139,25 @@ fn parquet_error(path: &Path) -> impl Fn(parquet::errors::ParquetError) -> Error
     }
 }
 
+/// Runs one decoding step of the parquet crate on the file at `path`: a
+/// file it cannot read may make it panic (habit 16: a dependency's panic
+/// on a user's file is that file's error, never the end of the process).
+fn guarded<T>(path: &Path, step: impl FnOnce() -> parquet::errors::Result<T>) -> Result<T> {
+    crate::model::contained_as(
+        || step().map_err(parquet_error(path)),
+        |message| {
+            ExchangeError::ParquetPanicked {
+                path: path.to_path_buf(),
+                message,
+            }
+            .into()
+        },
+    )
+}
+
 fn parquet_rows(path: &Path, mut f: impl FnMut(Metadata) -> Result<()>) -> Result<()> {
-    let pq = parquet_error(path);
     let file = File::open(path).map_err(Error::io(path))?;
-    let reader = SerializedFileReader::new(file).map_err(&pq)?;
+    let reader = guarded(path, || SerializedFileReader::new(file))?;
     let schema = reader.metadata().file_metadata().schema();
     let fields: Vec<_> = schema
         .get_fields()
@@ -157,19 +172,22 @@ fn parquet_rows(path: &Path, mut f: impl FnMut(Metadata) -> Result<()>) -> Resul
         .into());
     }
     // Only the columns imgdb reads are decoded.
-    let projection = Type::group_type_builder(schema.name())
-        .with_fields(fields)
-        .build()
-        .map_err(&pq)?;
+    let projection = guarded(path, || {
+        Type::group_type_builder(schema.name())
+            .with_fields(fields)
+            .build()
+    })?;
     let mut row_number = 0;
     // A row group at a time, each read through its own iterator: the
     // file-wide `RowIter` panics on a row group it cannot open.
     for group in 0..reader.num_row_groups() {
-        let group = reader.get_row_group(group).map_err(&pq)?;
-        let rows =
-            RowIter::from_row_group(Some(projection.clone()), group.as_ref()).map_err(&pq)?;
-        for row in rows {
-            f(from_row(path, row_number, &row.map_err(&pq)?)?)?;
+        let group = guarded(path, || reader.get_row_group(group))?;
+        let mut rows = guarded(path, || {
+            RowIter::from_row_group(Some(projection.clone()), group.as_ref())
+        })?;
+        // Decoding happens as rows are taken; `f` runs outside the guard.
+        while let Some(row) = guarded(path, || rows.next().transpose())? {
+            f(from_row(path, row_number, &row)?)?;
             row_number += 1;
         }
     }
@@ -478,6 +496,20 @@ mod tests {
                 .map(|(name, field)| (name.to_string(), field.clone()))
                 .collect(),
         )
+    }
+
+    #[test]
+    fn a_panic_of_the_parquet_reader_is_the_files_error() {
+        let err =
+            guarded::<()>(Path::new("m.parquet"), || panic!("index out of bounds")).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                Error::Exchange(ExchangeError::ParquetPanicked { message, .. })
+                    if message == "index out of bounds"
+            ),
+            "{err}"
+        );
     }
 
     #[test]
