@@ -321,6 +321,8 @@ fn an_export_round_trip_keeps_the_sources() {
     let out = dir.path().join("export");
     db.export(&out).unwrap();
     assert!(out.join("metadata/metadata_0.parquet").is_file());
+    // Parquet is preferred: a JSON Lines file beside it is not read.
+    std::fs::write(out.join("metadata/metadata_0.jsonl"), "not JSON\n").unwrap();
     let other = Db::open_or_create(dir.path().join("other"), encoder.space().clone()).unwrap();
     assert_eq!(other.import(&encoder, &out).unwrap(), 6);
     assert_eq!(all_sources(&other), all_sources(&db));
