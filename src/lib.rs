@@ -71,8 +71,8 @@ pub use db::{
 pub use dupes::DuplicateGroup;
 pub use error::{
     Corruption, Error, ErrorKind, ExchangeError, ExchangeProblem, FailureReason, HubError,
-    ImageError, ModelError, ModelProblem, ReindexConflict, Result, SnapshotError, StoreError,
-    TensorRole, TowerKind, VectorProblem,
+    ImageError, ModelError, ModelProblem, NpyProblem, ReindexConflict, Result, SnapshotError,
+    StoreError, TensorRole, TowerKind, VectorProblem,
 };
 pub use exchange::{ExportOptions, ExportReport};
 pub use filter::Filter;
@@ -90,7 +90,7 @@ pub use query::{Query, QueryHit, QueryTerm};
 pub use reindex::ReindexReport;
 pub use space::{EmbeddingSpace, Fingerprint};
 pub use store::Failure;
-pub use store::record::{FileEntry, ImageRecord, Tag, WatchedRoot};
+pub use store::record::{FileEntry, ImageRecord, ImageSource, Tag, WatchedRoot};
 pub use types::{
     ContentHash, ImageFormat, ImageId, IndexMemory, ModelVariant, Timestamp, VariantChoice,
 };

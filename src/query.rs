@@ -13,7 +13,7 @@ use crate::db::{Db, SearchOptions};
 use crate::error::{Error, Result};
 use crate::filter::Filter;
 use crate::model::Encoder;
-use crate::store::record::ImageRecord;
+use crate::store::record::{ImageRecord, ImageSource};
 use crate::types::ImageId;
 
 /// One part of a query.
@@ -146,6 +146,10 @@ pub struct QueryHit {
     pub path: PathBuf,
     /// Everything known about the image.
     pub record: ImageRecord,
+    /// Where it comes from when it was imported from a LAION /
+    /// clip-retrieval shard: its URL and caption (its `path` is then the URL
+    /// or key, not a local file).
+    pub source: Option<ImageSource>,
 }
 
 impl Db {
@@ -218,6 +222,7 @@ impl Db {
                     score: hit.score,
                     path: record.path().to_path_buf(),
                     record,
+                    source: self.source(hit.id)?,
                 });
             }
         }

@@ -60,8 +60,8 @@ impl Db {
     }
 }
 
-/// Re-encodes `old`'s images into `new`, then copies its failures; stops
-/// early when `cancel` is cancelled.
+/// Re-encodes `old`'s images into `new`, then copies its failures and the
+/// sources of the images it kept; stops early when `cancel` is cancelled.
 fn reencode(
     old: &Db,
     new: &Db,
@@ -115,6 +115,8 @@ fn reencode(
             .collect::<Vec<_>>()
             .into(),
     )?;
+    // Ids are kept: a source goes with its image (those dropped are skipped).
+    new.put_sources(&old.sources()?)?;
     Ok(())
 }
 

@@ -33,6 +33,9 @@ fn tiny_model() -> Encoder {
 fn assert_frozen_content(db: &Db, encoder: &Encoder) -> Vec<(std::path::PathBuf, imgdb::Failure)> {
     let stats = db.stats().unwrap();
     assert_eq!(stats.format_version, FORMAT_VERSION);
+    // Every frozen database was created resident (before format 6 no mode
+    // was recorded, and that reads as resident).
+    assert_eq!(stats.index_memory, imgdb::IndexMemory::Resident);
     assert_eq!((stats.images, stats.files, stats.failures), (8, 8, 2));
     assert!(
         matches!(stats.origin, IndexOrigin::Snapshot { replayed: 0, .. }),
@@ -119,8 +122,30 @@ fn opens_and_answers(
 }
 
 #[test]
-fn format_5_opens_as_it_is_and_answers() {
-    opens_and_answers(5);
+fn format_6_opens_as_it_is_and_answers() {
+    opens_and_answers(6);
+}
+
+/// Format 6 only added the `sources` tree: the migration records the
+/// version and rewrites nothing; the tree starts empty and takes the
+/// sources of LAION rows imported afterwards.
+#[test]
+fn format_5_opens_migrated_and_takes_imported_sources() {
+    let (dir, _) = opens_and_answers(5);
+    let encoder = tiny_model();
+    let db = Db::open(dir.path().join("db")).unwrap();
+    let sources = |db: &Db| {
+        db.records()
+            .filter(|record| db.source(record.as_ref().unwrap().id).unwrap().is_some())
+            .count()
+    };
+    assert_eq!(sources(&db), 0);
+    assert_eq!(
+        db.import(&encoder, &root().join("fixtures/laion")).unwrap(),
+        6
+    );
+    assert_eq!((db.stats().unwrap().images, sources(&db)), (14, 6));
+    assert!(db.verify().unwrap().is_clean());
 }
 
 /// Format 5 records the model variant in the embedding space: the

@@ -97,11 +97,12 @@ fn small_shards_stream_out_and_import_exactly() {
         let vectors: ndarray::Array2<f32> =
             ndarray_npy::read_npy(out.join(format!("img_emb/img_emb_{shard}.npy"))).unwrap();
         assert_eq!(vectors.dim(), (rows, 64), "shard {shard}");
-        let lines = std::fs::read_to_string(out.join(format!("metadata/metadata_{shard}.jsonl")))
-            .unwrap()
-            .lines()
-            .count();
-        assert_eq!(lines, rows, "shard {shard}");
+        let metadata =
+            std::fs::File::open(out.join(format!("metadata/metadata_{shard}.parquet"))).unwrap();
+        let metadata = parquet::file::reader::SerializedFileReader::new(metadata).unwrap();
+        use parquet::file::reader::FileReader;
+        let lines = metadata.metadata().file_metadata().num_rows();
+        assert_eq!(lines, rows as i64, "shard {shard}");
     }
     assert!(!out.join("img_emb/img_emb_4.npy").exists());
     assert!(
@@ -135,8 +136,9 @@ fn small_shards_stream_out_and_import_exactly() {
     }
 }
 
-/// The manifest names the variant (format 2); a format 1 manifest, which
-/// has none, is fp32; a newer format or an unknown variant is refused.
+/// The manifest names the variant (since format 2; format 3 writes Parquet
+/// metadata); a format 1 manifest, which has none, is fp32; a newer format
+/// or an unknown variant is refused.
 #[test]
 fn the_manifest_names_the_variant_and_its_format_is_checked() {
     let dir = tempfile::tempdir().unwrap();
@@ -149,7 +151,7 @@ fn the_manifest_names_the_variant_and_its_format_is_checked() {
         serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
     assert_eq!(
         (&manifest["format_version"], &manifest["variant"]),
-        (&json!(2), &json!("fp32"))
+        (&json!(3), &json!("fp32"))
     );
 
     let import_with = |edit: &dyn Fn(&mut serde_json::Value)| {
@@ -165,10 +167,10 @@ fn the_manifest_names_the_variant_and_its_format_is_checked() {
         m.as_object_mut().unwrap().remove("variant");
     });
     assert_eq!(format_1.unwrap(), 2);
-    let newer = import_with(&|m| m["format_version"] = json!(3)).unwrap_err();
+    let newer = import_with(&|m| m["format_version"] = json!(4)).unwrap_err();
     assert_eq!(newer.kind(), imgdb::ErrorKind::Corrupt);
     assert!(
-        newer.chain().contains("export format 3 is newer"),
+        newer.chain().contains("export format 4 is newer"),
         "{}",
         newer.chain()
     );
@@ -218,7 +220,7 @@ fn a_smaller_export_leaves_no_stale_shard() {
     assert_eq!(db.export(&out).unwrap(), 7);
     assert!(out.join("img_emb/img_emb_0.npy").is_file());
     assert!(!out.join("img_emb/img_emb_1.npy").exists());
-    assert!(!out.join("metadata/metadata_1.jsonl").exists());
+    assert!(!out.join("metadata/metadata_1.parquet").exists());
     let other = Db::open_or_create(dir.path().join("other"), encoder.space().clone()).unwrap();
     assert_eq!(other.import(&encoder, &out).unwrap(), 7);
 }

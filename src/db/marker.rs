@@ -22,7 +22,7 @@ use crate::fsio::{self, Storage};
 /// `schema/store.md`; its "Version history" says what each version changed).
 /// A change to any persisted layout of the store bumps it, with a migration
 /// in `migrate.rs` and a frozen database in `fixtures/databases/`.
-pub const FORMAT_VERSION: u32 = 5;
+pub const FORMAT_VERSION: u32 = 6;
 
 /// The oldest database format version this build opens (and migrates).
 pub const FORMAT_OLDEST_SUPPORTED_VERSION: u32 = 1;

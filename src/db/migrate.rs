@@ -64,6 +64,12 @@ pub(crate) fn upgrade(
         version = 5;
         info!("{}: migrated format 4 to 5", root.display());
     }
+    if version == 5 {
+        // Only a new tree (the sources of imported rows), created empty.
+        store.record_format_version(6)?;
+        version = 6;
+        info!("{}: migrated format 5 to 6", root.display());
+    }
     debug_assert_eq!(version, FORMAT_VERSION, "a migration step is missing");
     if version != marker_version {
         marker::write(storage, root, version)?;

@@ -57,7 +57,7 @@ use crate::fsio::{LocalStorage, Storage};
 use crate::index::snapshot::{self, Identity, RebuildReason};
 use crate::index::{Change, IndexParams, RowAttrs, VectorIndex};
 use crate::space::EmbeddingSpace;
-use crate::store::record::{ImageRecord, path_to_bytes};
+use crate::store::record::{ImageRecord, ImageSource, path_to_bytes};
 use crate::store::{Batch, Failure, Store, StoredIndexParams};
 use crate::types::{ContentHash, ImageId, IndexMemory, Timestamp};
 use marker::{FORMAT_MARKER_FILE, FORMAT_VERSION};
@@ -617,6 +617,32 @@ impl Db {
     /// The image with this id.
     pub fn get(&self, id: ImageId) -> Result<Option<ImageRecord>> {
         self.current()?.store.record(id)
+    }
+
+    /// Where the image with this id comes from, when it was imported from
+    /// a LAION / clip-retrieval shard (a URL, caption or key), else `None`.
+    pub fn source(&self, id: ImageId) -> Result<Option<ImageSource>> {
+        self.current()?.store.source(id)
+    }
+
+    /// Records the sources of imported images (ids without a record are
+    /// skipped: see `Store::put_sources`); returns how many were written.
+    pub(crate) fn put_sources(&self, sources: &[(ImageId, ImageSource)]) -> Result<usize> {
+        let inner = self.current()?;
+        // Under the writer lock: a reindex would not carry them over.
+        let _writer = inner.writer();
+        if inner.reindexing.load(Ordering::SeqCst) {
+            return Err(Error::Reindexing {
+                path: inner.root.clone(),
+                during: ReindexConflict::Write,
+            });
+        }
+        inner.store.put_sources(sources)
+    }
+
+    /// Every (id, source) pair, in id order.
+    pub(crate) fn sources(&self) -> Result<Vec<(ImageId, ImageSource)>> {
+        self.current()?.store.source_entries().collect()
     }
 
     /// The image one of whose files is at this canonical path.

@@ -80,6 +80,11 @@ pub enum Problem {
         /// The label.
         label: String,
     },
+    /// The source map (format 6) names an image that has no record.
+    OrphanSource {
+        /// The missing image.
+        id: ImageId,
+    },
 }
 
 /// What [`Db::verify`](crate::Db::verify) found.
@@ -206,6 +211,14 @@ pub(crate) fn verify(store: &Store, index: &VectorIndex) -> Result<VerifyReport>
                 id: *id,
                 label: label.clone(),
             });
+        }
+    }
+
+    let ids: HashSet<ImageId> = record_hashes.iter().map(|(_, id)| *id).collect();
+    for entry in store.source_entries() {
+        let (id, _) = entry?;
+        if !ids.contains(&id) {
+            problems.push(Problem::OrphanSource { id });
         }
     }
 

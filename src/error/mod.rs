@@ -15,7 +15,7 @@ mod store;
 
 use std::path::PathBuf;
 
-pub use exchange::{ExchangeError, ExchangeProblem};
+pub use exchange::{ExchangeError, ExchangeProblem, NpyProblem};
 pub use hub::HubError;
 pub use image::ImageError;
 pub use model::{ModelError, ModelProblem, SearchedPlace, SearchedPlaces, TensorRole, TowerKind};

@@ -152,6 +152,17 @@ thread_local! {
 /// Runs `work` on the image at `path`, turning a panic inside it (in a
 /// decoder of ours or of a dependency) into an error of that file.
 pub(crate) fn contained<T>(path: &Path, work: impl FnOnce() -> Result<T>) -> Result<T> {
+    contained_as(work, |message| {
+        Error::image(path)(ImageError::DecoderPanicked { message })
+    })
+}
+
+/// Runs `work`, which decodes a file the user did not write, turning a
+/// panic inside it into the error `panicked` makes of the panic's message.
+pub(crate) fn contained_as<T>(
+    work: impl FnOnce() -> Result<T>,
+    panicked: impl FnOnce(String) -> Error,
+) -> Result<T> {
     let outer = CONTAINING.replace(true);
     // The work only reads its inputs; whatever it built is dropped with it.
     let outcome = catch_unwind(AssertUnwindSafe(work));
@@ -162,7 +173,7 @@ pub(crate) fn contained<T>(path: &Path, work: impl FnOnce() -> Result<T>) -> Res
             .cloned()
             .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_else(|| "no message".into());
-        Err(Error::image(path)(ImageError::DecoderPanicked { message }))
+        Err(panicked(message))
     })
 }
 

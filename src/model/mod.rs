@@ -32,6 +32,7 @@ use tracing::{info, warn};
 pub use crate::error::{SearchedPlace, SearchedPlaces};
 pub use decode::{Decoded, IMAGE_EXTENSIONS, has_image_extension};
 pub use folder::{Layout, ModelFolder};
+pub(crate) use limits::contained_as;
 pub use limits::{DecodeLimits, decoding_contained};
 pub use preprocess::{
     Prepared, PreprocessConfig, Preprocessor, ResampleFilter, Resize, Transparency,

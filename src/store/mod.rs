@@ -25,7 +25,7 @@ use crate::types::{ContentHash, ImageId, IndexMemory, ModelVariant, Timestamp};
 use codec::{
     corrupt, decode, encode, hash_key, id_from_bytes, id_key, log_key, split_log_key, tag_key,
 };
-use record::{ImageRecord, path_to_bytes};
+use record::{ImageRecord, ImageSource, path_to_bytes};
 
 /// How long an open waits for sled's file lock to be released by the I/O
 /// threads of a handle closed just before (see [`Store::open`]).
@@ -174,6 +174,8 @@ pub(crate) struct Store {
     failures: sled::Tree,
     roots: sled::Tree,
     queue: sled::Tree,
+    /// Image id → [`ImageSource`] (since format 6).
+    sources: sled::Tree,
     /// Held while appending to `queue`, whose next number is read from it.
     enqueueing: std::sync::Mutex<()>,
     /// Asked around each commit, so that tests can fail one.
@@ -244,6 +246,7 @@ impl Store {
             failures: tree("failures")?,
             roots: tree("roots")?,
             queue: tree("queue")?,
+            sources: tree("sources")?,
             enqueueing: std::sync::Mutex::new(()),
             db,
             storage,
@@ -557,6 +560,52 @@ impl Store {
         Ok(())
     }
 
+    /// Where the image with this id comes from, when it was imported from
+    /// a shard with a URL, caption or key.
+    pub fn source(&self, id: ImageId) -> Result<Option<ImageSource>> {
+        match self.sources.get(id_key(id)).map_err(self.err())? {
+            Some(bytes) => decode(&bytes, &self.root, "image source").map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Every (id, source) pair, in id order.
+    pub fn source_entries(&self) -> impl Iterator<Item = Result<(ImageId, ImageSource)>> + '_ {
+        self.sources.iter().map(|item| {
+            let (key, value) = item.map_err(self.err())?;
+            Ok((
+                id_from_bytes(&key, &self.root, "source map")?,
+                decode(&value, &self.root, "image source")?,
+            ))
+        })
+    }
+
+    /// Records where images come from, durably, in one transaction that
+    /// skips the ids with no record (deleted meanwhile), so that no source
+    /// outlives its record; returns how many were written. Separate from
+    /// [`commit`](Store::commit): a crash between the two leaves records
+    /// without their source, which importing again completes.
+    pub fn put_sources(&self, sources: &[(ImageId, ImageSource)]) -> Result<usize> {
+        let encoded = sources
+            .iter()
+            .map(|(id, source)| Ok((id_key(*id), encode(source, "image source")?)))
+            .collect::<Result<Vec<_>>>()?;
+        let written = (&self.records, &self.sources)
+            .transaction(|(records, tree)| {
+                let mut written = 0;
+                for (key, value) in &encoded {
+                    if records.get(key)?.is_some() {
+                        tree.insert(key.as_slice(), value.as_slice())?;
+                        written += 1;
+                    }
+                }
+                Ok::<_, ConflictableTransactionError<()>>(written)
+            })
+            .map_err(|e| self.tx_err(e))?;
+        self.flush()?;
+        Ok(written)
+    }
+
     /// The recorded failure of a file, if any.
     pub fn failure(&self, path: &Path) -> Result<Option<Failure>> {
         match self.failures.get(path_to_bytes(path)).map_err(self.err())? {
@@ -619,34 +668,38 @@ impl Store {
             &self.tags,
             &self.log,
             &self.failures,
+            &self.sources,
         )
-            .transaction(|(meta, records, paths, hashes, tags, log, failures)| {
-                for (key, value) in &ops.meta {
-                    meta.insert(key.as_slice(), value.as_slice())?;
-                }
-                for (tree, list) in [
-                    (records, &ops.records),
-                    (paths, &ops.paths),
-                    (hashes, &ops.hashes),
-                    (tags, &ops.tags),
-                    (failures, &ops.failures),
-                ] {
-                    // Removals first: a path that moves between two records of
-                    // one batch is removed from one and inserted for the other.
-                    for (key, _) in list.iter().filter(|(_, value)| value.is_none()) {
-                        tree.remove(key.as_slice())?;
+            .transaction(
+                |(meta, records, paths, hashes, tags, log, failures, sources)| {
+                    for (key, value) in &ops.meta {
+                        meta.insert(key.as_slice(), value.as_slice())?;
                     }
-                    for (key, value) in list {
-                        if let Some(value) = value {
-                            tree.insert(key.as_slice(), value.as_slice())?;
+                    for (tree, list) in [
+                        (records, &ops.records),
+                        (paths, &ops.paths),
+                        (hashes, &ops.hashes),
+                        (tags, &ops.tags),
+                        (failures, &ops.failures),
+                        (sources, &ops.sources),
+                    ] {
+                        // Removals first: a path that moves between two records of
+                        // one batch is removed from one and inserted for the other.
+                        for (key, _) in list.iter().filter(|(_, value)| value.is_none()) {
+                            tree.remove(key.as_slice())?;
+                        }
+                        for (key, value) in list {
+                            if let Some(value) = value {
+                                tree.insert(key.as_slice(), value.as_slice())?;
+                            }
                         }
                     }
-                }
-                for (key, value) in &ops.log {
-                    log.insert(key.as_slice(), value.as_slice())?;
-                }
-                Ok::<_, ConflictableTransactionError<()>>(())
-            })
+                    for (key, value) in &ops.log {
+                        log.insert(key.as_slice(), value.as_slice())?;
+                    }
+                    Ok::<_, ConflictableTransactionError<()>>(())
+                },
+            )
             .map_err(|e| self.tx_err(e))?;
         self.check_commit(CommitStage::Applied)?;
         self.flush()
@@ -730,6 +783,8 @@ struct KeyOps {
     tags: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     log: Vec<(Vec<u8>, Vec<u8>)>,
     failures: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Only removals: a deleted record takes its source with it.
+    sources: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
 impl KeyOps {
@@ -774,6 +829,7 @@ impl KeyOps {
 
     fn delete_record(&mut self, old: &ImageRecord) {
         self.records.push((id_key(old.id).to_vec(), None));
+        self.sources.push((id_key(old.id).to_vec(), None));
         for file in &old.files {
             self.paths.push((path_to_bytes(&file.path), None));
         }

@@ -31,6 +31,28 @@ pub struct Tag {
     pub score: f32,
 }
 
+/// Where an image that has no local file comes from: a row of a LAION /
+/// clip-retrieval shard, whose identity (the record's path) is its URL, or
+/// its key when it has no URL. Kept in the store's `sources` tree beside the
+/// record (`schema/store.md`, format 6); every field is optional, as in
+/// LAION's metadata.
+#[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
+pub struct ImageSource {
+    /// The image's URL.
+    pub url: Option<String>,
+    /// Its caption (LAION's alt text).
+    pub caption: Option<String>,
+    /// The shard's key of the row (clip-retrieval's `key`, e.g. `000000012`).
+    pub key: Option<String>,
+}
+
+impl ImageSource {
+    /// Whether it says nothing (no field set): such a source is not stored.
+    pub fn is_empty(&self) -> bool {
+        self.url.is_none() && self.caption.is_none() && self.key.is_none()
+    }
+}
+
 /// Everything a database knows about one image.
 #[derive(Clone, PartialEq, Debug, Serialize, Deserialize)]
 pub struct ImageRecord {

@@ -75,9 +75,9 @@ pub enum Command {
     Rm(RmArgs),
     /// Re-encode every image with the current model, keeping metadata.
     Reindex,
-    /// Write embeddings and metadata in clip-retrieval's layout.
+    /// Write embeddings and metadata in clip-retrieval's layout (img_emb/*.npy + metadata/*.parquet).
     Export(ExportArgs),
-    /// Load embeddings and metadata in clip-retrieval's layout.
+    /// Load an export, or LAION / clip-retrieval shards (their model named with --model).
     Import(ImportArgs),
     /// Zero-shot accuracy and text-to-image recall on an ImageFolder.
     Eval(EvalArgs),
@@ -273,7 +273,8 @@ pub struct ExportArgs {
 
 #[derive(Args, Debug)]
 pub struct ImportArgs {
-    /// The folder to read.
+    /// The folder to read: img_emb/img_emb_N.npy with metadata/metadata_N.parquet (or .jsonl).
+    /// Shards from elsewhere carry no manifest: --model must name the model of their space.
     pub dir: PathBuf,
 }
 

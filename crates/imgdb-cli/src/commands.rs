@@ -181,7 +181,19 @@ fn cancel_on_ctrl_c(doing: &'static str) -> CancelToken {
 pub fn import(cli: &Cli, args: &ImportArgs, out: &mut Out) -> Result<()> {
     let encoder = encoder(cli, Towers::Both)?;
     let db = open_or_create_for(cli, &encoder)?;
-    let count = db.import(&encoder, &args.dir)?;
+    let bar = indicatif::ProgressBar::hidden();
+    if !cli.quiet && std::io::stderr().is_terminal() {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} rows  ETA {eta}")
+                .expect("a valid template"),
+        );
+    }
+    let count = db.import_with(&encoder, &args.dir, |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
     out.line(format!("imported {count} images"))?;
     Ok(())
 }
@@ -525,7 +537,23 @@ pub fn query(cli: &Cli, args: &QueryArgs, out: &mut Out) -> Result<()> {
 
 /// What `query` prints of its results (`hit_json` objects, which the
 /// daemon's API answers too): the objects, their paths, or
-/// `RANK  SCORE  PATH` lines.
+/// `RANK  SCORE  PATH` lines, followed for a row imported from a LAION
+/// shard by its URL (when the path is not already the URL) and its quoted
+/// caption.
+/// `  URL  "CAPTION"` of a hit's source (each part only when known, the URL
+/// only when it is not the path already); empty without a source.
+fn source_text(source: &Value, path: &Path) -> String {
+    let mut text = String::new();
+    if let Some(url) = source["url"].as_str().filter(|url| Path::new(url) != path) {
+        text.push_str("  ");
+        text.push_str(url);
+    }
+    if let Some(caption) = source["caption"].as_str() {
+        text.push_str(&format!("  {caption:?}"));
+    }
+    text
+}
+
 pub fn print_hits(results: &[Value], args: &QueryArgs, out: &mut Out) -> Result<()> {
     for result in results {
         if args.json {
@@ -542,7 +570,11 @@ pub fn print_hits(results: &[Value], args: &QueryArgs, out: &mut Out) -> Result<
             let score = result["score"]
                 .as_f64()
                 .ok_or_else(|| unreadable("score"))? as f32;
-            out.path_line(&format!("{rank:>3}  {score:.4}  "), &path, "")?;
+            out.path_line(
+                &format!("{rank:>3}  {score:.4}  "),
+                &path,
+                &source_text(&result["source"], &path),
+            )?;
         }
     }
     Ok(())

@@ -431,6 +431,41 @@ fn tags_filter_queries() {
     assert_eq!(ranked[0]["label"], "purple square");
 }
 
+/// LAION shards (no manifest: `--model` names their space) import, and a
+/// query shows each hit's URL and caption, as text and as JSON.
+#[test]
+fn imported_laion_rows_are_shown_with_url_and_caption() {
+    let world = World::new();
+    let shards = root().join("fixtures/laion");
+    let imported = world.ok(&["import", &shards.to_string_lossy()]);
+    assert_eq!(imported.trim(), "imported 6 images");
+    let text = world.ok(&["query", "a red circle", "-k", "1"]);
+    assert!(
+        text.contains("https://example.com/laion/red-circle.jpg")
+            && text.contains("\"a large red circle on white\""),
+        "{text}"
+    );
+    let hits = world.json_lines(&["query", "a green triangle", "-k", "6", "--json"]);
+    let triangle = hits
+        .iter()
+        .find(|hit| hit["path"] == "000000001")
+        .unwrap_or_else(|| panic!("{hits:?}"));
+    assert_eq!(
+        triangle["source"],
+        serde_json::json!({"url": null, "caption": "a small green triangle", "key": "000000001"})
+    );
+    let refused = world.run(&[
+        "import",
+        &root().join("fixtures/laion-dim32").to_string_lossy(),
+    ]);
+    assert_ne!(refused.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("dimension 32"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}
+
 #[test]
 fn export_then_import_gives_the_same_answers() {
     let world = World::new();
@@ -439,7 +474,7 @@ fn export_then_import_gives_the_same_answers() {
     world.ok(&["export", &export.to_string_lossy()]);
     assert!(
         export.join("img_emb/img_emb_0.npy").is_file()
-            && export.join("metadata/metadata_0.jsonl").is_file()
+            && export.join("metadata/metadata_0.parquet").is_file()
     );
 
     let other = World {

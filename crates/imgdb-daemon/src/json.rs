@@ -59,12 +59,20 @@ pub fn image_json(record: &ImageRecord) -> Value {
     })
 }
 
-/// A query result: its image with `rank` (from 1) and `score`.
+/// A query result: its image with `rank` (from 1) and `score`, and the
+/// `source` (`{url, caption, key}`, each a string or null) of a row
+/// imported from a LAION / clip-retrieval shard.
 pub fn hit_json(rank: usize, hit: &QueryHit) -> Value {
     let mut value = image_json(&hit.record);
     let object = value.as_object_mut().expect("an object");
     object.insert("rank".into(), json!(rank));
     object.insert("score".into(), json!(hit.score));
+    if let Some(source) = &hit.source {
+        object.insert(
+            "source".into(),
+            json!({"url": source.url, "caption": source.caption, "key": source.key}),
+        );
+    }
     value
 }
 
