@@ -116,7 +116,16 @@ fn reencode(
             .into(),
     )?;
     // Ids are kept: a source goes with its image (those dropped are skipped).
-    new.put_sources(&old.sources()?)?;
+    let mut sources = Vec::new();
+    for (id, source) in old.sources()? {
+        if let Some(record) = new.get(id)? {
+            let path = record.path().to_path_buf();
+            sources.push(WriteOp::SetSource { path, source });
+        }
+    }
+    for chunk in sources.chunks(1000) {
+        new.write(encoder.space(), chunk.to_vec().into())?;
+    }
     Ok(())
 }
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use imgdb::{
     Db, Encoder, EncoderOptions, Error, ExchangeError, ImageSource, Query, SearchOptions,
-    VectorProblem,
+    VectorProblem, WriteBatch, WriteOp,
 };
 
 const RED_CIRCLE: &str = "https://example.com/laion/red-circle.jpg";
@@ -107,6 +107,53 @@ fn deleting_an_imported_image_removes_its_source() {
     let report = db.verify().unwrap();
     assert!(report.is_clean(), "{report:?}");
     assert_eq!(all_sources(&db).len(), 5);
+}
+
+#[test]
+fn a_source_is_committed_with_its_image_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let encoder = encoder();
+    let db = Db::open_or_create(dir.path().join("db"), encoder.space().clone()).unwrap();
+    let dim = encoder.space().dim as usize;
+    let source = |url: &str| ImageSource {
+        url: Some(url.into()),
+        caption: Some("a caption".into()),
+        key: None,
+    };
+    let image = |url: &str, n| imgdb::NewImage {
+        path: PathBuf::from(url),
+        ..common::image(n, dim)
+    };
+    // The source of a path the same batch inserts lands with the image.
+    let mut batch = WriteBatch::new();
+    batch.insert(image(RED_CIRCLE, 1));
+    batch.push(WriteOp::SetSource {
+        path: RED_CIRCLE.into(),
+        source: source(RED_CIRCLE),
+    });
+    let ids = db.write(encoder.space(), batch).unwrap();
+    let id = ids[0].unwrap();
+    assert_eq!(db.source(id).unwrap(), Some(source(RED_CIRCLE)));
+    // One failing operation fails the batch: neither the image nor any
+    // source of it is stored.
+    let mut batch = WriteBatch::new();
+    batch.insert(image(BLUE_SQUARE, 2));
+    batch.push(WriteOp::SetSource {
+        path: BLUE_SQUARE.into(),
+        source: source(BLUE_SQUARE),
+    });
+    batch.push(WriteOp::SetSource {
+        path: "https://example.com/never-inserted.jpg".into(),
+        source: source("x"),
+    });
+    let err = db.write(encoder.space(), batch).unwrap_err();
+    assert_eq!(err.kind(), imgdb::ErrorKind::InvalidInput, "{err}");
+    assert_eq!(db.get_by_path(Path::new(BLUE_SQUARE)).unwrap(), None);
+    assert_eq!(
+        all_sources(&db),
+        vec![(PathBuf::from(RED_CIRCLE), Some(source(RED_CIRCLE)))]
+    );
+    assert!(db.verify().unwrap().is_clean());
 }
 
 /// A source whose record is gone (written behind the library's back) is

@@ -8,9 +8,8 @@ mod common;
 
 use common::storage::{Fault, Faulty, Kind};
 use std::fs;
-use std::path::Path;
 
-use common::{graph_walk, image, seed, space, unit_vector};
+use common::{graph_walk, image, seed, snapshot_dir, space, unit_vector};
 use imgdb::{
     Db, DbOptions, ErrorKind, Hit, IndexMemory, IndexOrigin, RebuildReason, SearchOptions,
     SnapshotProblem,
@@ -152,20 +151,6 @@ fn the_mode_is_chosen_at_creation_and_another_is_refused_on_open() {
     );
 }
 
-fn snapshot_file(db: &Path, name: &str) -> std::path::PathBuf {
-    fs::read_dir(db.join("index"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("snapshot-")
-        })
-        .expect("a snapshot")
-        .join(name)
-}
-
 #[test]
 fn a_damaged_vector_file_of_a_compact_snapshot_means_a_rebuild_with_the_same_answers() {
     let seed = seed("memory_modes_damage", 9);
@@ -185,7 +170,7 @@ fn a_damaged_vector_file_of_a_compact_snapshot_means_a_rebuild_with_the_same_ans
     db.checkpoint().unwrap();
     let before = answers(&db, seed);
     drop(db);
-    let vectors = snapshot_file(&path, "vectors.f32");
+    let vectors = snapshot_dir(&path).join("vectors.f32");
     let mut bytes = fs::read(&vectors).unwrap();
     bytes[4 * DIM * 700 + 8] ^= 0x10;
     fs::write(&vectors, bytes).unwrap();

@@ -5,10 +5,10 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
-use common::{copy_dir, graph_walk, image, recall, seed, space, unit_vector};
+use common::{copy_dir, graph_walk, image, recall, seed, snapshot_dir, space, unit_vector};
 use imgdb::{Db, DbOptions, Hit, ImageId, IndexOrigin, RebuildReason, SearchOptions};
 
 const DIM: usize = 32;
@@ -33,19 +33,6 @@ fn answers(db: &Db, seed: u64) -> Vec<Vec<Hit>> {
             .unwrap()
         })
         .collect()
-}
-
-fn snapshot_dir(db_path: &Path) -> PathBuf {
-    fs::read_dir(db_path.join("index"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("snapshot-")
-        })
-        .expect("a snapshot")
 }
 
 #[test]

@@ -625,21 +625,6 @@ impl Db {
         self.current()?.store.source(id)
     }
 
-    /// Records the sources of imported images (ids without a record are
-    /// skipped: see `Store::put_sources`); returns how many were written.
-    pub(crate) fn put_sources(&self, sources: &[(ImageId, ImageSource)]) -> Result<usize> {
-        let inner = self.current()?;
-        // Under the writer lock: a reindex would not carry them over.
-        let _writer = inner.writer();
-        if inner.reindexing.load(Ordering::SeqCst) {
-            return Err(Error::Reindexing {
-                path: inner.root.clone(),
-                during: ReindexConflict::Write,
-            });
-        }
-        inner.store.put_sources(sources)
-    }
-
     /// Every (id, source) pair, in id order.
     pub(crate) fn sources(&self) -> Result<Vec<(ImageId, ImageSource)>> {
         self.current()?.store.source_entries().collect()

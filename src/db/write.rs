@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::store::record::{FileEntry, ImageRecord, Tag};
+use crate::store::record::{FileEntry, ImageRecord, ImageSource, Tag};
 use crate::store::{Batch, Failure, Store};
 use crate::types::{ContentHash, ImageFormat, ImageId, Timestamp};
 use crate::vector::normalized_to;
@@ -90,6 +90,16 @@ pub enum WriteOp {
         /// The canonical path.
         path: PathBuf,
     },
+    /// Records where the image at `path` comes from (an imported row's URL,
+    /// caption and key), replacing what it had: committed with the image
+    /// itself when the same batch inserts it. The path must be indexed, by
+    /// an earlier operation of the batch or before it.
+    SetSource {
+        /// The image's path (an imported row's URL or key).
+        path: PathBuf,
+        /// Where it comes from.
+        source: ImageSource,
+    },
 }
 
 /// Operations committed together: all or none, durable when
@@ -163,6 +173,7 @@ pub(crate) struct Pending<'s> {
     hashes: HashMap<ContentHash, Vec<ImageId>>,
     failures: Vec<(PathBuf, Failure)>,
     cleared_failures: Vec<PathBuf>,
+    sources: BTreeMap<ImageId, ImageSource>,
     first_new_id: u64,
     next_id: u64,
 }
@@ -177,6 +188,7 @@ impl<'s> Pending<'s> {
             hashes: HashMap::new(),
             failures: Vec::new(),
             cleared_failures: Vec::new(),
+            sources: BTreeMap::new(),
             first_new_id: next_id,
             next_id,
         }
@@ -204,6 +216,17 @@ impl<'s> Pending<'s> {
                 self.failures.retain(|(p, _)| *p != path);
                 self.cleared_failures.push(path);
                 Ok(None)
+            }
+            WriteOp::SetSource { path, source } => {
+                let id = self
+                    .id_by_path(&path)?
+                    .ok_or_else(|| Error::InvalidParameter {
+                        name: "path",
+                        value: path.display().to_string(),
+                        expected: "an indexed path (the source of an image not in the database)",
+                    })?;
+                self.sources.insert(id, source);
+                Ok(Some(id))
             }
         }
     }
@@ -359,6 +382,7 @@ impl<'s> Pending<'s> {
         let mut batch = Batch {
             failures: self.failures,
             cleared_failures: self.cleared_failures,
+            sources: self.sources.into_iter().collect(),
             next_id: (self.next_id != self.first_new_id).then_some(self.next_id),
             ..Batch::default()
         };
@@ -380,6 +404,10 @@ impl<'s> Pending<'s> {
                 _ => {}
             }
         }
+        // An image deleted later in the batch keeps no source.
+        batch
+            .sources
+            .retain(|(id, _)| !batch.deletes.iter().any(|old| old.id == *id));
         batch
     }
 }

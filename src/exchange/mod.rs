@@ -24,7 +24,8 @@
 //!
 //! Rows from elsewhere have no local file: their record's path is their URL
 //! (or key), and their URL and caption are kept as an [`ImageSource`] in the
-//! store's `sources` tree, written right after each batch of records.
+//! store's `sources` tree, committed with their records
+//! ([`WriteOp::SetSource`](crate::WriteOp::SetSource)).
 
 mod metadata;
 mod npy;
@@ -403,7 +404,6 @@ impl Db {
             db: self,
             space: encoder.space(),
             batch: WriteBatch::new(),
-            sources: Vec::new(),
             done: 0,
             total,
             progress: &mut progress,
@@ -456,13 +456,11 @@ impl Db {
     }
 }
 
-/// An import under way: the batch being filled, with the sources of its
-/// rows (by the index of the row's first operation).
+/// An import under way: the batch being filled.
 struct Importer<'a, P: FnMut(usize, usize)> {
     db: &'a Db,
     space: &'a EmbeddingSpace,
     batch: WriteBatch,
-    sources: Vec<(usize, ImageSource)>,
     done: usize,
     total: usize,
     progress: &'a mut P,
@@ -502,9 +500,6 @@ impl<P: FnMut(usize, usize)> Importer<'_, P> {
                 path: meta_path.to_path_buf(),
                 row,
             })?;
-            if let Some(source) = meta.source() {
-                self.sources.push((self.batch.len(), source));
-            }
             push_import(&mut self.batch, path, meta, vector.to_vec());
             row += 1;
             self.done += 1;
@@ -523,16 +518,9 @@ impl<P: FnMut(usize, usize)> Importer<'_, P> {
         Ok(())
     }
 
-    /// Writes the batch, then the sources of its rows.
+    /// Writes the batch: its rows with their sources, in one commit.
     fn flush(&mut self) -> Result<()> {
-        let ids = self.db.write(self.space, std::mem::take(&mut self.batch))?;
-        let sources: Vec<_> = std::mem::take(&mut self.sources)
-            .into_iter()
-            .filter_map(|(op, source)| Some((ids.get(op).copied().flatten()?, source)))
-            .collect();
-        if !sources.is_empty() {
-            self.db.put_sources(&sources)?;
-        }
+        self.db.write(self.space, std::mem::take(&mut self.batch))?;
         (self.progress)(self.done, self.total);
         Ok(())
     }
@@ -540,6 +528,10 @@ impl<P: FnMut(usize, usize)> Importer<'_, P> {
 
 /// The operations importing one row: the image, then its other files.
 fn push_import(batch: &mut WriteBatch, path: PathBuf, meta: Metadata, vector: Vec<f32>) {
+    let source = meta.source().map(|source| WriteOp::SetSource {
+        path: path.clone(),
+        source,
+    });
     let content_hash = meta
         .content_hash
         .as_deref()
@@ -573,6 +565,10 @@ fn push_import(batch: &mut WriteBatch, path: PathBuf, meta: Metadata, vector: Ve
     };
     let (mtime, vector) = (image.mtime, image.vector.clone());
     batch.insert(image);
+    // In the image's own commit: a crash cannot leave it without its source.
+    if let Some(source) = source {
+        batch.push(source);
+    }
     // Identical content: the other paths join the image inserted above.
     for path in meta.other_paths {
         batch.push(WriteOp::Insert(NewImage {

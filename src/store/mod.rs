@@ -138,6 +138,8 @@ pub(crate) struct Batch {
     pub failures: Vec<(PathBuf, Failure)>,
     /// Failed files to forget (they were indexed, or are gone).
     pub cleared_failures: Vec<PathBuf>,
+    /// Sources to record, of records this batch leaves in place.
+    pub sources: Vec<(ImageId, ImageSource)>,
     /// The id counter after this batch, when ids were allocated.
     pub next_id: Option<u64>,
 }
@@ -149,6 +151,7 @@ impl Batch {
             && self.deletes.is_empty()
             && self.failures.is_empty()
             && self.cleared_failures.is_empty()
+            && self.sources.is_empty()
     }
 
     /// The ids of the records this batch touches.
@@ -580,32 +583,6 @@ impl Store {
         })
     }
 
-    /// Records where images come from, durably, in one transaction that
-    /// skips the ids with no record (deleted meanwhile), so that no source
-    /// outlives its record; returns how many were written. Separate from
-    /// [`commit`](Store::commit): a crash between the two leaves records
-    /// without their source, which importing again completes.
-    pub fn put_sources(&self, sources: &[(ImageId, ImageSource)]) -> Result<usize> {
-        let encoded = sources
-            .iter()
-            .map(|(id, source)| Ok((id_key(*id), encode(source, "image source")?)))
-            .collect::<Result<Vec<_>>>()?;
-        let written = (&self.records, &self.sources)
-            .transaction(|(records, tree)| {
-                let mut written = 0;
-                for (key, value) in &encoded {
-                    if records.get(key)?.is_some() {
-                        tree.insert(key.as_slice(), value.as_slice())?;
-                        written += 1;
-                    }
-                }
-                Ok::<_, ConflictableTransactionError<()>>(written)
-            })
-            .map_err(|e| self.tx_err(e))?;
-        self.flush()?;
-        Ok(written)
-    }
-
     /// The recorded failure of a file, if any.
     pub fn failure(&self, path: &Path) -> Result<Option<Failure>> {
         match self.failures.get(path_to_bytes(path)).map_err(self.err())? {
@@ -650,6 +627,10 @@ impl Store {
         }
         for path in &batch.cleared_failures {
             ops.failures.push((path_to_bytes(path), None));
+        }
+        for (id, source) in &batch.sources {
+            ops.sources
+                .push((id_key(*id).to_vec(), Some(encode(source, "image source")?)));
         }
         ops.meta.push((
             meta_key::LAST_SEQ.to_vec(),

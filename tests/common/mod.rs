@@ -28,7 +28,20 @@ pub fn unit_vector(seed: u64, dim: usize) -> Vec<f32> {
     v.into_iter().map(|x| x / norm).collect()
 }
 
-/// The space the tests use.
+/// The current index snapshot's folder of the database at `db`.
+pub fn snapshot_dir(db: &std::path::Path) -> PathBuf {
+    std::fs::read_dir(db.join("index"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("snapshot-")
+        })
+        .expect("a snapshot")
+}
+
 /// Copies a folder tree (fixtures into a temporary folder, say).
 pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
@@ -73,6 +86,7 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The space the tests use.
 pub fn space(dim: u32) -> EmbeddingSpace {
     EmbeddingSpace::named("test-space", dim)
 }

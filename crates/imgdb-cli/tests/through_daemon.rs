@@ -320,7 +320,7 @@ fn stats_failures_tag_rm_and_ingest_go_through_the_daemon() {
             .collect()
     };
     assert_eq!(figures(&through), figures(&direct));
-    assert_eq!(text(&through.stdout).lines().count(), 8);
+    assert_eq!(text(&through.stdout).lines().count(), 9);
     assert!(text(&through.stdout).starts_with("images        6\n"));
 
     // failures: the broken file, as the API and the direct command say.
