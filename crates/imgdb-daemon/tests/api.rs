@@ -1144,10 +1144,12 @@ async fn stats_and_status_report_the_database() {
             "fingerprint",
             "format_version",
             "images",
+            "index_memory",
             "index_origin",
             "index_points",
             "m",
             "model",
+            "resident_vector_bytes",
             "snapshot_bytes",
             "store_bytes",
             "tombstones",
@@ -1158,6 +1160,9 @@ async fn stats_and_status_report_the_database() {
         (&stats["images"], &stats["files"], &stats["failures"]),
         (&json!(6), &json!(6), &json!(1))
     );
+    // A database created with the defaults: its 6 vectors of 64 floats are in memory.
+    assert_eq!(stats["index_memory"], "resident");
+    assert!(stats["resident_vector_bytes"].as_u64() >= Some(6 * 64 * 4));
     assert_eq!(
         (&stats["model"], &stats["dim"], &stats["variant"]),
         (&json!("tiny-clip"), &json!(64), &json!("fp32"))

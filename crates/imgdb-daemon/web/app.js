@@ -407,7 +407,8 @@
   }
 
   function card(r) {
-    const name = baseName(r.path);
+    // An imported row (LAION, say) has no local file: its caption names it.
+    const name = r.source?.caption || baseName(r.path);
     const score = typeof r.score === 'number' ? r.score.toFixed(2) : '';
     const img = h('img', {
       alt: name,
