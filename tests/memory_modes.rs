@@ -121,6 +121,24 @@ fn a_compact_database_answers_as_a_resident_one_and_keeps_only_new_vectors_in_me
         let id = imgdb::ImageId(id);
         assert_eq!(compact.vector(id), resident.vector(id), "vector of {id:?}");
     }
+
+    // A reopened resident index holds every vector in memory of its own.
+    drop(resident);
+    let resident = Db::options()
+        .space(space(DIM as u32))
+        .exact_scan_rows(0)
+        .delta_rows(0)
+        .background_maintenance(false)
+        .open(&resident_path)
+        .unwrap();
+    let stats = resident.stats().unwrap();
+    assert_eq!(stats.index_memory, IndexMemory::Resident);
+    assert!(stats.resident_vector_bytes >= vector_bytes(1000));
+    assert_eq!(answers(&resident, seed), answers(&compact, seed));
+    assert_eq!(
+        resident.vector(imgdb::ImageId(999)),
+        compact.vector(imgdb::ImageId(999))
+    );
 }
 
 #[test]
