@@ -5,8 +5,10 @@
 //! - the row table: the image id of each point, whether it is alive (HNSW
 //!   graphs do not delete well, so deletes are tombstones until compaction)
 //!   and the attributes filters test;
-//! - the vectors: exact `f32` rows for re-ranking, and `i8` codes with a scale
-//!   per row that the graph walk scores with (a quarter of the bytes);
+//! - the vectors: exact `f32` rows for re-ranking (in memory, or in the
+//!   compact mode served from the snapshot's mapped file: `vectors.rs`),
+//!   and `i8` codes with a scale per row that the graph walk scores with (a
+//!   quarter of the bytes, always in memory);
 //! - the graph: `graph.rs` builds it, and a flat copy of its links
 //!   (`flat.rs`) is what searches walk and snapshots persist. The copy covers the rows
 //!   present when it was last refreshed; newer rows (the delta, at most a few
@@ -40,8 +42,7 @@ use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::error::{Error, Result};
 use crate::store::record::ImageRecord;
-use crate::types::IndexMemory;
-use crate::types::{ImageFormat, ImageId, Timestamp};
+use crate::types::{ImageFormat, ImageId, IndexMemory, Timestamp};
 use distance::{QuantizedRows, dot, quantize_parts, quantize_rows};
 use flat::{Codes, FlatGraph};
 use graph::Graph;
