@@ -48,6 +48,18 @@ fn answers(db: &Db, seed: u64) -> Vec<Vec<Hit>> {
         .collect()
 }
 
+/// Opens an existing database as [`options`] would, naming no mode: the
+/// recorded one applies.
+fn reopen(path: &std::path::Path) -> Db {
+    Db::options()
+        .space(space(DIM as u32))
+        .exact_scan_rows(0)
+        .delta_rows(0)
+        .background_maintenance(false)
+        .open(path)
+        .unwrap()
+}
+
 fn vector_bytes(rows: usize) -> usize {
     rows * DIM * 4
 }
@@ -84,13 +96,7 @@ fn a_compact_database_answers_as_a_resident_one_and_keeps_only_new_vectors_in_me
 
     // Reopened: the snapshot's vectors are mapped, not read into memory.
     drop(compact);
-    let compact = Db::options()
-        .space(space(DIM as u32))
-        .exact_scan_rows(0)
-        .delta_rows(0)
-        .background_maintenance(false)
-        .open(&compact_path)
-        .unwrap();
+    let compact = reopen(&compact_path);
     assert!(matches!(
         compact.index_origin(),
         IndexOrigin::Snapshot { replayed: 0, .. }
@@ -124,13 +130,7 @@ fn a_compact_database_answers_as_a_resident_one_and_keeps_only_new_vectors_in_me
 
     // A reopened resident index holds every vector in memory of its own.
     drop(resident);
-    let resident = Db::options()
-        .space(space(DIM as u32))
-        .exact_scan_rows(0)
-        .delta_rows(0)
-        .background_maintenance(false)
-        .open(&resident_path)
-        .unwrap();
+    let resident = reopen(&resident_path);
     let stats = resident.stats().unwrap();
     assert_eq!(stats.index_memory, IndexMemory::Resident);
     assert!(stats.resident_vector_bytes >= vector_bytes(1000));
