@@ -725,40 +725,21 @@ fn load_vectors(
         return Err(corrupt(SnapshotProblem::VectorTableLength));
     }
     // A big-endian target cannot serve the little-endian file in place.
-    let little_endian = cfg!(target_endian = "little");
-    let map = memory == IndexMemory::Compact && little_endian;
-    let unreadable = |cause: String| {
-        corrupt(SnapshotProblem::Unreadable {
-            file: dir.join(VECTORS_FILE),
-            cause,
-        })
-    };
-    // Resident: the file's bytes are the rows as this target reads them, so
-    // they are copied as they are into memory of their own, asked for in huge
-    // pages (fresh memory costs a fault per page, and 2 GB of 4 KB pages took
-    // most of a 1M reopen). Without that memory, a vector of floats.
-    let mut resident = None;
+    let map = memory == IndexMemory::Compact && cfg!(target_endian = "little");
     let mut codes: QuantizedRows = (Vec::new(), Vec::new());
-    // The rows of the block at hand (and the part of a row it ends in);
-    // every row, converted once, on a big-endian target.
+    // Resident: every row, converted once, in the array the index keeps.
+    // Compact: only the rows of the block at hand.
     let mut floats = Vec::<f32>::new();
-    let (mut quantized, mut offset) = (0, 0);
+    let mut quantized = 0;
     digest.read_checked(&**storage, dir, |block| {
         // Reserved only once the file is known to have the recorded length,
         // as in `FileDigest::read`.
         if codes.0.capacity() == 0 {
             codes.0.reserve_exact(rows * dim);
             codes.1.reserve_exact(rows);
-            if memory == IndexMemory::Resident && little_endian {
-                resident = anonymous_rows(rows * dim * 4).ok();
-            }
-            if !map && resident.is_none() {
+            if !map {
                 floats.reserve_exact(rows * dim);
             }
-        }
-        if let Some(rows) = &mut resident {
-            rows[offset..offset + block.len()].copy_from_slice(block);
-            offset += block.len();
         }
         floats.extend(
             block
@@ -768,39 +749,27 @@ fn load_vectors(
         // Blocks need not end on a row: the rest waits for the next one.
         let whole = floats.len() - floats.len() % dim.max(1);
         quantize_rows_onto(&floats[quantized..whole], dim, &mut codes);
-        if map || resident.is_some() {
+        if map {
             floats.drain(..whole);
         } else {
             quantized = whole;
         }
     })?;
-    let held = |rows_map: memmap2::Mmap, anonymous| {
-        Vectors::mapped(dim, rows_map, rows, anonymous)
-            .ok_or_else(|| unreadable("the mapping does not hold the rows".into()))
-    };
     let vectors = if map {
         let path = dir.join(VECTORS_FILE);
-        held(
-            storage.map(&path).map_err(|e| unreadable(e.to_string()))?,
-            false,
-        )?
-    } else if let Some(rows_map) = resident {
-        let rows_map = rows_map.make_read_only();
-        held(rows_map.map_err(|e| unreadable(e.to_string()))?, true)?
+        let unreadable = |cause: String| {
+            corrupt(SnapshotProblem::Unreadable {
+                file: path.clone(),
+                cause,
+            })
+        };
+        let file = storage.map(&path).map_err(|e| unreadable(e.to_string()))?;
+        Vectors::mapped(dim, file, rows)
+            .ok_or_else(|| unreadable("the mapping does not hold the rows".into()))?
     } else {
         Vectors::in_memory(dim, floats)
     };
     Ok((vectors, codes))
-}
-
-/// `len` bytes of zeroed memory for a resident index's rows, in huge pages
-/// where the system gives them.
-fn anonymous_rows(len: usize) -> std::io::Result<memmap2::MmapMut> {
-    let rows = memmap2::MmapMut::map_anon(len)?;
-    // Advice only: without transparent huge pages the rows take 4 KB pages.
-    #[cfg(target_os = "linux")]
-    let _ = rows.advise(memmap2::Advice::HugePage);
-    Ok(rows)
 }
 
 #[cfg(test)]

@@ -15,13 +15,10 @@
 
 use std::ops::Range;
 
-/// Rows in a mapping: a snapshot's `vectors.f32` (compact), or memory of
-/// their own that a resident index loaded them into.
+/// The rows of a snapshot's `vectors.f32`, mapped.
 struct MappedRows {
     map: memmap2::Mmap,
     rows: usize,
-    /// Memory of their own, not the file's pages.
-    anonymous: bool,
 }
 
 impl MappedRows {
@@ -62,26 +59,16 @@ impl Vectors {
     /// Returns `None` where the map cannot serve them (the wrong length, or
     /// a big-endian target, whose `f32` are not the file's): the caller
     /// keeps the rows in memory.
-    fn map_rows(
-        dim: usize,
-        map: memmap2::Mmap,
-        rows: usize,
-        anonymous: bool,
-    ) -> Option<MappedRows> {
+    fn map_rows(dim: usize, map: memmap2::Mmap, rows: usize) -> Option<MappedRows> {
         let little_endian = cfg!(target_endian = "little");
         let aligned = (map.as_ptr() as usize).is_multiple_of(std::mem::align_of::<f32>());
-        (little_endian && aligned && map.len() == rows * dim * 4).then_some(MappedRows {
-            map,
-            rows,
-            anonymous,
-        })
+        (little_endian && aligned && map.len() == rows * dim * 4)
+            .then_some(MappedRows { map, rows })
     }
 
-    /// The rows of a snapshot served from `map` (the snapshot's file, or,
-    /// when `anonymous`, memory holding a copy of it), with no rows after
-    /// them.
-    pub fn mapped(dim: usize, map: memmap2::Mmap, rows: usize, anonymous: bool) -> Option<Vectors> {
-        Vectors::map_rows(dim, map, rows, anonymous).map(|head| Vectors {
+    /// The rows of a snapshot served from `map`, with no rows after them.
+    pub fn mapped(dim: usize, map: memmap2::Mmap, rows: usize) -> Option<Vectors> {
+        Vectors::map_rows(dim, map, rows).map(|head| Vectors {
             dim,
             head: Some(head),
             tail: Vec::new(),
@@ -95,7 +82,7 @@ impl Vectors {
         if rows < mapped || rows > self.len() {
             return false;
         }
-        let Some(head) = Vectors::map_rows(self.dim, map, rows, false) else {
+        let Some(head) = Vectors::map_rows(self.dim, map, rows) else {
             return false;
         };
         self.tail.drain(..(rows - mapped) * self.dim);
@@ -139,8 +126,7 @@ impl Vectors {
     /// The bytes of rows held in memory (the mapped ones are the page
     /// cache's to keep or drop).
     pub fn resident_bytes(&self) -> usize {
-        let head = self.head.as_ref().filter(|h| h.anonymous);
-        head.map_or(0, |h| h.map.len()) + self.tail.capacity() * 4
+        self.tail.capacity() * 4
     }
 }
 
